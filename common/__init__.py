@@ -1,0 +1,1 @@
+"""Shared core of paper-companion: ops (kernels), models, data, training, experiments, plotting, report."""

@@ -1,0 +1,1 @@
+"""One module per theorem family; each defines CHECKS, a tuple of common.experiment.Check."""
