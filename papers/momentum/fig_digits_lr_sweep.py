@@ -101,6 +101,9 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
         results[f"{regime}/{opt}/mean"] = acc.mean(1)
         results[f"{regime}/{opt}/std"] = acc.std(1)
         results[f"{regime}/{opt}/all"] = acc
+    # Not a claim (the paper reports no best-vs-best number we could check): recorded for the README.
+    results["large_batch_best_sgdm_minus_best_sgd"] = float(
+        results["large_batch/sgdm/mean"].max() - results["large_batch/sgd/mean"].max())
     results["batches"] = {r: b for r, (b, _) in regimes.items()}
     results["steps"] = {r: s for r, (_, s) in regimes.items()}
     return results
@@ -121,17 +124,16 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
     small_gap = float(np.max(np.abs(sgd_small[: best + 1] - sgdm_small[: best + 1])))
     ratio = _stable_max_lr(lrs, sgdm_large) / _stable_max_lr(lrs, sgd_large)
     gain = float(np.max(sgdm_large - sgd_large))
-    best_diff = float(sgdm_large.max() - sgd_large.max())
     return [
         Claim.check(
-            "small_batch_coincide",
+            "momentum.digits.small_batch_coincide",
             f"batch {data['batches']['small_batch']}: SGD(eta) and SGDM(eta(1-beta), beta) reach the same test "
             f"accuracy at every effective lr up to SGD's best (max |gap|, lr <= {lrs[best]:g})",
             small_gap, "<=", config.small_gap_tolerance,
             paper_value="ImageNet/RoBERTa: curves coincide at small and medium batch",
         ),
         Claim.check(
-            "large_batch_stability",
+            "momentum.digits.large_batch_stability",
             "full batch: the largest stable effective lr of SGDM over that of SGD (curvature limits SGD)",
             ratio, ">=", 3.0,
             paper_value="momentum helps only at large batch and large lr",
@@ -139,16 +141,10 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
                     "lambda_max): 19x SGD's 2/lambda_max at beta=0.9 on a quadratic",
         ),
         Claim.check(
-            "large_batch_gain",
+            "momentum.digits.large_batch_gain",
             "full batch: max over effective lr of acc(SGDM) - acc(SGD)",
             gain, ">=", 0.3,
             paper_value="momentum helps at large batch, large lr",
-        ),
-        Claim.check(
-            "large_batch_best_vs_best",
-            "full batch: best-over-lr accuracy of SGDM minus that of SGD (informational: >= -1 point)",
-            best_diff, ">=", -0.01,
-            paper_value="ImageNet at large batch: SGDM better at its best lr; on digits both saturate",
         ),
     ]
 
