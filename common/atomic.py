@@ -47,7 +47,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def atomic_write_with(path: str | os.PathLike, writer: Callable[[io.BufferedIOBase], None]) -> Path:
-    """Atomically write whatever `writer(handle)` writes into a binary handle (np.savez, torch.save, savefig)."""
+    """Atomically write what `writer(handle)` writes to a binary handle (np.savez, torch.save, savefig)."""
     buffer = io.BytesIO()
     writer(buffer)
     return atomic_write_bytes(path, buffer.getvalue())

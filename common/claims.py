@@ -73,4 +73,5 @@ class Claim:
     def line(self) -> str:
         """One line for terminals: PASS/FAIL, id, measured vs threshold."""
         mark = "PASS" if self.passed else "FAIL"
-        return f"[{mark}] {self.id}: {self.measured:.4g} {self.comparison} {self.threshold:.4g}  ({self.statement})"
+        test = f"{self.measured:.4g} {self.comparison} {self.threshold:.4g}"
+        return f"[{mark}] {self.id}: {test}  ({self.statement})"

@@ -33,8 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory (default: results)")
     rep.add_argument("--device", default="cpu", help="cpu | cuda")
     rep.add_argument("--force", action="store_true", help="rerun figures whose results are complete")
-    rep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config field (must exist; keeps its type); repeatable")
+    rep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (must exist; keeps its type); repeatable",
+    )
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     ver = sub.add_parser("verify", help="run theory checks (proofs_checks/)")
@@ -60,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"companion: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("companion: interrupted; completed units are kept, rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            "companion: interrupted; completed units are kept, rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -116,9 +124,20 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for paper, fig in plan:
         start = time.perf_counter()
         print(f"== {paper.key}/{fig.name} [{scale.value}] {fig.title}", flush=True)
-        result = run_figure(paper, fig, scale, results=args.out, seed=args.seed, overrides=args.overrides,
-                            device=args.device, force=args.force, show_progress=not args.no_progress)
-        state = "skipped (complete; --force reruns)" if result.skipped else f"{time.perf_counter() - start:.1f}s"
+        result = run_figure(
+            paper,
+            fig,
+            scale,
+            results=args.out,
+            seed=args.seed,
+            overrides=args.overrides,
+            device=args.device,
+            force=args.force,
+            show_progress=not args.no_progress,
+        )
+        state = (
+            "skipped (complete; --force reruns)" if result.skipped else f"{time.perf_counter() - start:.1f}s"
+        )
         print(f"   {state} -> {result.out_dir}")
         for claim in result.claims:
             print("   " + claim.line())
@@ -159,7 +178,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.op != "all" and args.op not in names:
         raise ConfigError(f"unknown benchmark {args.op!r}; valid benchmarks: {', '.join(names) or '(none)'}")
     for name in names if args.op == "all" else [args.op]:
-        spec = importlib.util.spec_from_file_location(f"benchmarks.bench_{name}", BENCH_DIR / f"bench_{name}.py")
+        spec = importlib.util.spec_from_file_location(
+            f"benchmarks.bench_{name}", BENCH_DIR / f"bench_{name}.py"
+        )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         print(f"== bench {name}", flush=True)

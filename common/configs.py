@@ -68,7 +68,8 @@ def apply_overrides(config: Any, overrides: list[str] | dict[str, str]) -> Any:
     for key, raw in pairs:
         if key not in fields:
             raise ConfigError(
-                f"unknown config key {key!r} for {type(config).__name__}; valid keys: {', '.join(sorted(fields))}"
+                f"unknown config key {key!r} for {type(config).__name__}; "
+                f"valid keys: {', '.join(sorted(fields))}"
             )
         current = getattr(config, key)
         changes[key] = _parse_value(key, raw, hints.get(key, type(current)), current)
@@ -88,7 +89,9 @@ def _parse_value(key: str, raw: str, hint: Any, current: Any) -> Any:
             return None
         return _parse_scalar(key, raw, args[0] if args else str)
     if isinstance(current, tuple):
-        return tuple(_parse_scalar(key, p.strip(), type(current[0]) if current else str) for p in raw.split(","))
+        return tuple(
+            _parse_scalar(key, p.strip(), type(current[0]) if current else str) for p in raw.split(",")
+        )
     return _parse_scalar(key, raw, hint)
 
 

@@ -63,7 +63,7 @@ class Figure:
 
 @dataclass(frozen=True)
 class Check:
-    """One verified theorem or identity; `verify()` returns Claims (symbolic checks pass with measured 1.0)."""
+    """One verified theorem or identity; `verify()` returns Claims (a symbolic identity measures 1.0)."""
 
     name: str
     paper: str
@@ -188,7 +188,9 @@ def run_figure(
         return FigureResult(paper.key, figure.name, out_dir, claims, skipped=True, seconds=0.0)
 
     _prepare_dir(out_dir, digest, force)
-    atomic_write_json(out_dir / "config.json", {"scale": scale.value, "hash": digest, **config_to_dict(config)})
+    atomic_write_json(
+        out_dir / "config.json", {"scale": scale.value, "hash": digest, **config_to_dict(config)}
+    )
     atomic_write_json(out_dir / "env.json", environment(device))
     if hasattr(config, "seed"):
         seed_everything(config.seed)

@@ -40,7 +40,8 @@ def _claims_html(claims: list[Claim]) -> str:
         rows.append(
             f"<tr class={cls}><td class=mark>{mark}</td><td><code>{html.escape(c.id)}</code> "
             f"{html.escape(c.statement)}{detail}</td><td>{c.measured:.4g}</td>"
-            f"<td>{html.escape(c.comparison)} {c.threshold:.4g}</td><td>{html.escape(c.paper_value)}</td></tr>"
+            f"<td>{html.escape(c.comparison)} {c.threshold:.4g}</td>"
+            f"<td>{html.escape(c.paper_value)}</td></tr>"
         )
     return "<table>" + "".join(rows) + "</table>"
 
@@ -50,8 +51,10 @@ def _claims_md(claims: list[Claim]) -> list[str]:
     for c in claims:
         mark = "PASS" if c.passed else "**FAIL**"
         statement = c.statement.replace("|", "\\|")
-        lines.append(f"| {mark} | `{c.id}` {statement} | {c.measured:.4g} | {c.comparison} {c.threshold:.4g} "
-                     f"| {c.paper_value.replace('|', '/')} |")
+        lines.append(
+            f"| {mark} | `{c.id}` {statement} | {c.measured:.4g} | {c.comparison} {c.threshold:.4g} "
+            f"| {c.paper_value.replace('|', '/')} |"
+        )
     return lines
 
 
@@ -65,8 +68,10 @@ def write_report(results: Path) -> tuple[Path, Path, int]:
     for paper in papers():
         head = f"{paper.title} ({paper.authors}; {paper.venue}, arXiv {paper.arxiv})"
         if paper.status != "implemented":
-            body.append(f"<h2 class=planned>{html.escape(paper.key)}: planned</h2>"
-                        f"<p class=planned>{html.escape(head)}</p>")
+            body.append(
+                f"<h2 class=planned>{html.escape(paper.key)}: planned</h2>"
+                f"<p class=planned>{html.escape(head)}</p>"
+            )
             md += [f"## {paper.key}: planned", "", head, ""]
             continue
         body.append(f"<h2 id={paper.key}>{html.escape(paper.key)}</h2><p class=sub>{html.escape(head)}</p>")
@@ -74,8 +79,10 @@ def write_report(results: Path) -> tuple[Path, Path, int]:
         for fig in paper.figures():
             out_dir = figure_dir(results, paper.key, fig.name)
             done = load_done(out_dir)
-            body.append(f"<div class=fig><h3>{html.escape(fig.title)}</h3>"
-                        f"<p class=meta>{html.escape(fig.paper_ref)} · <code>{html.escape(fig.name)}</code>")
+            body.append(
+                f"<div class=fig><h3>{html.escape(fig.title)}</h3>"
+                f"<p class=meta>{html.escape(fig.paper_ref)} · <code>{html.escape(fig.name)}</code>"
+            )
             md += [f"### {fig.title}", "", f"{fig.paper_ref} · `{fig.name}`", ""]
             if done is None:
                 body.append(" · not run or incomplete</p></div>")
@@ -105,10 +112,18 @@ def write_report(results: Path) -> tuple[Path, Path, int]:
     for path in check_files:
         record = read_json(path)
         claims = _claims(record["claims"])
-        body.append(f"<h3>{html.escape(record['title'])}</h3><p class=meta>{html.escape(record['paper'])}: "
-                    f"{html.escape(record['statement_ref'])} · {record['seconds']} s</p>" + _claims_html(claims))
-        md += [f"### {record['title']}", "", f"{record['paper']}: {record['statement_ref']}", "",
-               *_claims_md(claims), ""]
+        body.append(
+            f"<h3>{html.escape(record['title'])}</h3><p class=meta>{html.escape(record['paper'])}: "
+            f"{html.escape(record['statement_ref'])} · {record['seconds']} s</p>" + _claims_html(claims)
+        )
+        md += [
+            f"### {record['title']}",
+            "",
+            f"{record['paper']}: {record['statement_ref']}",
+            "",
+            *_claims_md(claims),
+            "",
+        ]
         total += len(claims)
         failed += sum(not c.passed for c in claims)
 
@@ -126,9 +141,11 @@ def write_report(results: Path) -> tuple[Path, Path, int]:
                 md += [f"![{path.stem}]({png.relative_to(results).as_posix()})", ""]
 
     summary = f"{total - failed} of {total} claims passed"
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>paper-companion results</title>"
-            f"<style>{CSS}</style></head><body><h1>paper-companion results</h1>"
-            f"<p class=sub>{summary}</p>{''.join(body)}</body></html>\n")
+    page = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>paper-companion results</title>"
+        f"<style>{CSS}</style></head><body><h1>paper-companion results</h1>"
+        f"<p class=sub>{summary}</p>{''.join(body)}</body></html>\n"
+    )
     md.insert(2, summary + "\n")
     html_path = atomic_write_text(results / "index.html", page)
     md_path = atomic_write_text(results / "REPORT.md", "\n".join(md) + "\n")

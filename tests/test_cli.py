@@ -1,4 +1,5 @@
-"""The `companion` command end to end: list, usage errors (exit 2), reproduce with kill / resume / skip, report."""
+"""The `companion` command end to end: list, usage errors (exit 2), reproduce with kill, resume and skip,
+report."""
 
 from __future__ import annotations
 
@@ -12,13 +13,21 @@ from pathlib import Path
 
 import pytest
 
+from papers.momentum import PAPER
+
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def companion(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "common.cli", *args], cwd=REPO, env=ENV, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "common.cli", *args],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_list_shows_implemented_and_planned_papers_and_checks():
@@ -54,8 +63,18 @@ def test_usage_errors_are_one_line_and_exit_2(args, message, tmp_path):
 
 def test_reproduce_momentum_survives_kill_resumes_skips_and_reports(tmp_path):
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "common.cli", "reproduce", "momentum", "--scale", "quick", "--out", str(out),
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "common.cli",
+        "reproduce",
+        "momentum",
+        "--scale",
+        "quick",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = out / "momentum" / "fig_digits_lr_sweep" / "parts"
     deadline = time.time() + 240
@@ -74,7 +93,7 @@ def test_reproduce_momentum_survives_kill_resumes_skips_and_reports(tmp_path):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "claims failed: 0" in resumed.stdout
     assert kept <= {p.name for p in parts.glob("*.json")}
-    figures = ("fig_weak_error", "fig_digits_lr_sweep", "fig_slow_sde")
+    figures = [figure.name for figure in PAPER.figures()]
     for name in figures:
         done = json.loads((out / "momentum" / name / "done.json").read_text())
         assert done["claims"] and all(c["passed"] for c in done["claims"])

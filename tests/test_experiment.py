@@ -122,8 +122,9 @@ def test_run_figure_skips_complete_results_and_force_reruns(tmp_path):
     forced = run_figure(paper, figure, Scale.QUICK, results=tmp_path, force=True, show_progress=False)
     assert not forced.skipped and len(calls) == 8  # --force recomputes every unit
 
-    changed = run_figure(paper, figure, Scale.QUICK, results=tmp_path, overrides=["scale_factor=3"],
-                         show_progress=False)
+    changed = run_figure(
+        paper, figure, Scale.QUICK, results=tmp_path, overrides=["scale_factor=3"], show_progress=False
+    )
     assert not changed.skipped and changed.claims[0].measured == 18.0 and len(calls) == 12
     assert read_json(out / "config.json")["scale_factor"] == 3.0
 

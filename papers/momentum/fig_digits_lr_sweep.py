@@ -1,7 +1,8 @@
 """Test accuracy vs effective learning rate for SGD and SGDM on real data (scikit-learn's 8x8 digits, an MLP).
 
 Paper: Wang et al. 2024, Section 5 and the ImageNet/RoBERTa experiments: SGDM(gamma, beta) in PyTorch's form
-(eq. 1) matches SGD with lr gamma / (1 - beta) when the lr is small and gradient noise dominates (small batch);
+(eq. 1) matches SGD with lr gamma / (1 - beta) when the lr is small and gradient noise dominates (small
+batch);
 momentum helps only where curvature limits the lr (large batch, large lr). We plot both optimizers against the
 *effective* lr eta = gamma / (1 - beta) (eq. 3), so "no value of momentum" means the two curves coincide.
 
@@ -81,20 +82,33 @@ def train_one(
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    torch.set_num_threads(1)  # small models: threads cost more than they give, and results stay bitwise stable
+    torch.set_num_threads(
+        1
+    )  # small models: threads cost more than they give, and results stay bitwise stable
     data = load_digits_split(seed=config.seed)
-    regimes = {"small_batch": (config.small_batch, config.small_batch_steps),
-               "large_batch": (config.large_batch, config.large_batch_steps)}
+    regimes = {
+        "small_batch": (config.small_batch, config.small_batch_steps),
+        "large_batch": (config.large_batch, config.large_batch_steps),
+    }
     results: dict[str, Any] = {"effective_lrs": list(config.effective_lrs), "beta": config.beta}
-    units = [(r, opt, lr, s) for r in regimes for opt in ("sgd", "sgdm") for lr in config.effective_lrs
-             for s in range(config.seeds)]
+    units = [
+        (r, opt, lr, s)
+        for r in regimes
+        for opt in ("sgd", "sgdm")
+        for lr in config.effective_lrs
+        for s in range(config.seeds)
+    ]
     accuracies: dict[tuple[str, str], np.ndarray] = {}
     for regime, opt, lr, s in ctx.progress(units, desc="digits lr sweep"):
         batch, steps = regimes[regime]
         beta = config.beta if opt == "sgdm" else 0.0
         key = f"{regime}-{opt}-lr{lr:g}-seed{config.seed + s}"
-        out = ctx.part(key, lambda b=batch, st=steps, be=beta, lr=lr, s=s: train_one(
-            data, lr, be, b, st, config.width, config.seed + s))
+        out = ctx.part(
+            key,
+            lambda b=batch, st=steps, be=beta, lr=lr, s=s: train_one(
+                data, lr, be, b, st, config.width, config.seed + s
+            ),
+        )
         accuracies.setdefault((regime, opt), np.zeros((len(config.effective_lrs), config.seeds)))
         accuracies[(regime, opt)][config.effective_lrs.index(lr), s] = out["test_accuracy"]
     for (regime, opt), acc in accuracies.items():
@@ -103,7 +117,8 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
         results[f"{regime}/{opt}/all"] = acc
     # Not a claim (the paper reports no best-vs-best number we could check): recorded for the README.
     results["large_batch_best_sgdm_minus_best_sgd"] = float(
-        results["large_batch/sgdm/mean"].max() - results["large_batch/sgd/mean"].max())
+        results["large_batch/sgdm/mean"].max() - results["large_batch/sgd/mean"].max()
+    )
     results["batches"] = {r: b for r, (b, _) in regimes.items()}
     results["steps"] = {r: s for r, (_, s) in regimes.items()}
     return results
@@ -127,23 +142,30 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
     return [
         Claim.check(
             "momentum.digits.small_batch_coincide",
-            f"batch {data['batches']['small_batch']}: SGD(eta) and SGDM(eta(1-beta), beta) reach the same test "
+            f"batch {data['batches']['small_batch']}: SGD(eta) and SGDM(eta(1-beta), beta) reach the same "
+            "test "
             f"accuracy at every effective lr up to SGD's best (max |gap|, lr <= {lrs[best]:g})",
-            small_gap, "<=", config.small_gap_tolerance,
+            small_gap,
+            "<=",
+            config.small_gap_tolerance,
             paper_value="ImageNet/RoBERTa: curves coincide at small and medium batch",
         ),
         Claim.check(
             "momentum.digits.large_batch_stability",
             "full batch: the largest stable effective lr of SGDM over that of SGD (curvature limits SGD)",
-            ratio, ">=", 3.0,
+            ratio,
+            ">=",
+            3.0,
             paper_value="momentum helps only at large batch and large lr",
             details="heavy ball is stable for gamma < 2(1+beta)/lambda_max, i.e. eta < 2(1+beta)/((1-beta)"
-                    "lambda_max): 19x SGD's 2/lambda_max at beta=0.9 on a quadratic",
+            "lambda_max): 19x SGD's 2/lambda_max at beta=0.9 on a quadratic",
         ),
         Claim.check(
             "momentum.digits.large_batch_gain",
             "full batch: max over effective lr of acc(SGDM) - acc(SGD)",
-            gain, ">=", 0.3,
+            gain,
+            ">=",
+            0.3,
             paper_value="momentum helps at large batch, large lr",
         ),
     ]
@@ -153,7 +175,10 @@ def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
     fig, axes = new_figure(ncols=2)
     lrs = data["effective_lrs"]
     for ax, regime in zip(axes, ("small_batch", "large_batch"), strict=True):
-        for opt, label in (("sgd", "SGD, lr = eta"), ("sgdm", f"SGDM, lr = eta(1-beta), beta={data['beta']}")):
+        for opt, label in (
+            ("sgd", "SGD, lr = eta"),
+            ("sgdm", f"SGDM, lr = eta(1-beta), beta={data['beta']}"),
+        ):
             band(ax, lrs, data[f"{regime}/{opt}/mean"], data[f"{regime}/{opt}/std"], label)
         batch = data["batches"][regime]
         ax.set_title(f"{'full batch' if batch <= 0 else f'batch {batch}'}, {data['steps'][regime]} steps")
