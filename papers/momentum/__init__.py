@@ -14,5 +14,6 @@ PAPER = Paper(
         "papers.momentum.fig_weak_error",
         "papers.momentum.fig_digits_lr_sweep",
         "papers.momentum.fig_slow_sde",
+        "papers.momentum.fig_svag",
     ),
 )
