@@ -1,0 +1,57 @@
+"""Loading of the compiled kernels (`common._C`) and the explicit switch to the pure-PyTorch references.
+
+The extension is imported once, on first use. If it is missing (not built yet) or fails to load, calling a
+public op raises a RuntimeError that says how to build it; nothing falls back silently. Setting the
+environment variable COMPANION_REFERENCE_OPS=1 is the one explicit opt-in that makes every public op run its
+pure-PyTorch reference instead (for machines without a compiler, and for A/B checks).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+
+import torch
+
+REFERENCE_ENV = "COMPANION_REFERENCE_OPS"
+BUILD_HINT = "run `make build` or `pip install --no-build-isolation -e .` from the repository root"
+
+
+@functools.cache
+def _load() -> str | None:
+    """Import common._C once; return None on success, else the import error as text."""
+    try:
+        importlib.import_module("common._C")
+    except ImportError as err:  # not built, or built against another torch: reported when an op is called
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def extension_available() -> bool:
+    """True when the compiled kernels (common._C) are built and loaded."""
+    return _load() is None
+
+
+def use_reference_ops() -> bool:
+    """True when COMPANION_REFERENCE_OPS=1 asks the public ops to run their pure-PyTorch references."""
+    value = os.environ.get(REFERENCE_ENV, "0")
+    if value not in ("0", "1", ""):
+        raise ValueError(f"{REFERENCE_ENV} must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
+def require_kernel(op: str, device: torch.device) -> None:
+    """Raise a RuntimeError naming the fix unless `companion::<op>` has a kernel for `device`."""
+    if not extension_available():
+        raise RuntimeError(
+            f"companion::{op} needs the compiled kernels, which are not available ({_load()}); "
+            f"{BUILD_HINT}, or set {REFERENCE_ENV}=1 to use the pure-PyTorch references"
+        )
+    key = "CUDA" if device.type == "cuda" else "CPU"
+    if not torch._C._dispatch_has_kernel_for_dispatch_key(f"companion::{op}", key):
+        raise RuntimeError(
+            f"companion::{op} has no {key} kernel in this build of common._C "
+            f"(CUDA kernels are built only when torch has CUDA and a CUDA toolkit is found); rebuild with "
+            f"{BUILD_HINT} on a CUDA machine, or set {REFERENCE_ENV}=1"
+        )

@@ -1,0 +1,164 @@
+// companion::logsumexp on CUDA.
+//
+//   forward:  lse[n] = log(sum_v exp(x[n, v]))                 x [N, V] -> lse [N]
+//   backward: grad_x[n, v] = grad[n] * exp(x[n, v] - lse[n])   (= grad[n] * softmax(x[n])_v)
+//
+// One block of kThreads threads per row. Each thread folds a strided slice of the row (coalesced loads)
+// into an online (max, sum) state (online_logsumexp.h, Milakov & Gimelshein 2018); the states are merged
+// with warp shuffles, then across warps through shared memory, so each row is read from global memory
+// once. float and double accumulate in their own type; bfloat16 and float16 are widened to float and the
+// result is rounded back to the input dtype. The backward is one block per row, elementwise.
+//
+// Includes only ATen/torch headers and c10/cuda (no ATen/cuda headers, which pull cuBLAS). This is the
+// only CUDA file of the op that touches torch; the math lives in online_logsumexp.h.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <type_traits>
+
+#include "online_logsumexp.h"
+
+namespace companion {
+namespace {
+
+// 8 warps per row: enough loads in flight to stream a 32k-50k vocabulary row; the cross-warp merge is
+// one shared-memory round. Not yet tuned on a GPU.
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+template <typename scalar_t>
+using acc_type_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+template <typename acc_t>
+__device__ __forceinline__ OnlineLogSumExp<acc_t> warp_merge(OnlineLogSumExp<acc_t> state) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const OnlineLogSumExp<acc_t> other(__shfl_xor_sync(kFullMask, state.m, offset),
+                                       __shfl_xor_sync(kFullMask, state.s, offset));
+    state.merge(other);
+  }
+  return state;  // every lane holds the warp's state
+}
+
+// Merge the states of all kThreads threads; the result is valid in thread 0.
+template <typename acc_t>
+__device__ __forceinline__ OnlineLogSumExp<acc_t> block_merge(OnlineLogSumExp<acc_t> state) {
+  __shared__ acc_t warp_m[kWarps];
+  __shared__ acc_t warp_s[kWarps];
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  state = warp_merge(state);
+  if (lane == 0) {
+    warp_m[warp] = state.m;
+    warp_s[warp] = state.s;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    state = lane < kWarps ? OnlineLogSumExp<acc_t>(warp_m[lane], warp_s[lane]) : OnlineLogSumExp<acc_t>();
+    state = warp_merge(state);
+  }
+  return state;
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    lse_forward_kernel(const scalar_t* __restrict__ x, int64_t row_stride, int64_t V, scalar_t* __restrict__ lse) {
+  using acc_t = acc_type_t<scalar_t>;
+  const int64_t row = blockIdx.x;
+  const scalar_t* x_row = x + row * row_stride;  // (V,)
+  OnlineLogSumExp<acc_t> state;
+  for (int64_t v = threadIdx.x; v < V; v += kThreads) {
+    state.update(static_cast<acc_t>(x_row[v]));
+  }
+  state = block_merge(state);
+  if (threadIdx.x == 0) lse[row] = static_cast<scalar_t>(state.result());
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    lse_backward_kernel(const scalar_t* __restrict__ grad, int64_t grad_stride, const scalar_t* __restrict__ x,
+                        int64_t row_stride, const scalar_t* __restrict__ lse, int64_t lse_stride,
+                        scalar_t* __restrict__ grad_x, int64_t V) {
+  using acc_t = acc_type_t<scalar_t>;
+  const int64_t row = blockIdx.x;
+  const acc_t g = static_cast<acc_t>(grad[row * grad_stride]);
+  const acc_t row_lse = static_cast<acc_t>(lse[row * lse_stride]);
+  const scalar_t* x_row = x + row * row_stride;  // (V,)
+  scalar_t* out_row = grad_x + row * V;          // (V,)
+  // A row with lse = -inf (all inputs -inf) has no mass: zero gradient rather than exp(-inf + inf) = NaN.
+  const bool empty_row = row_lse == -static_cast<acc_t>(INFINITY);
+  for (int64_t v = threadIdx.x; v < V; v += kThreads) {
+    const acc_t p = empty_row ? acc_t(0) : acc_exp(static_cast<acc_t>(x_row[v]) - row_lse);
+    out_row[v] = static_cast<scalar_t>(g * p);
+  }
+}
+
+void check_logits(const at::Tensor& x, const char* op) {
+  TORCH_CHECK(x.device().is_cuda(), op, ": x must be a CUDA tensor, got ", x.device());
+  TORCH_CHECK(x.dim() == 2, op, ": x must be 2-D [N, V], got shape ", x.sizes());
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()), op,
+              ": x must be float32, float64, bfloat16 or float16, got ", x.scalar_type());
+  TORCH_CHECK(x.size(1) > 0, op, ": x must have at least one column (V > 0), got shape ", x.sizes());
+  TORCH_CHECK(x.size(0) <= 0x7fffffff, op, ": at most 2^31 - 1 rows, got ", x.size(0));
+}
+
+at::Tensor unit_inner_stride(const at::Tensor& x) { return x.stride(1) == 1 ? x : x.contiguous(); }
+
+at::Tensor logsumexp_cuda(const at::Tensor& x_in) {
+  check_logits(x_in, "companion::logsumexp");
+  const c10::cuda::CUDAGuard device_guard(x_in.device());
+  const at::Tensor x = unit_inner_stride(x_in);
+  const int64_t N = x.size(0), V = x.size(1);
+  at::Tensor lse = at::empty({N}, x.options());  // (N,)
+  if (N == 0) return lse;
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "companion_logsumexp_cuda", [&] {
+    lse_forward_kernel<scalar_t><<<static_cast<unsigned>(N), kThreads, 0, stream>>>(
+        x.const_data_ptr<scalar_t>(), x.stride(0), V, lse.mutable_data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return lse;
+}
+
+at::Tensor logsumexp_backward_cuda(const at::Tensor& grad, const at::Tensor& x_in, const at::Tensor& lse) {
+  check_logits(x_in, "companion::logsumexp_backward");
+  const c10::cuda::CUDAGuard device_guard(x_in.device());
+  const at::Tensor x = unit_inner_stride(x_in);
+  const int64_t N = x.size(0), V = x.size(1);
+  TORCH_CHECK(grad.dim() == 1 && grad.size(0) == N, "companion::logsumexp_backward: grad must have shape [",
+              N, "], got ", grad.sizes());
+  TORCH_CHECK(lse.dim() == 1 && lse.size(0) == N, "companion::logsumexp_backward: lse must have shape [", N,
+              "], got ", lse.sizes());
+  TORCH_CHECK(grad.scalar_type() == x.scalar_type() && lse.scalar_type() == x.scalar_type(),
+              "companion::logsumexp_backward: grad, x and lse must share a dtype, got ", grad.scalar_type(),
+              ", ", x.scalar_type(), ", ", lse.scalar_type());
+  TORCH_CHECK(grad.device() == x.device() && lse.device() == x.device(),
+              "companion::logsumexp_backward: grad and lse must be on ", x.device());
+  at::Tensor grad_x = at::empty({N, V}, x.options());  // (N, V), contiguous
+  if (N == 0) return grad_x;
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kBFloat16, at::kHalf, x.scalar_type(), "companion_logsumexp_backward_cuda", [&] {
+        // grad often arrives expanded (stride 0) from a .sum(); strides are honoured, nothing is copied.
+        lse_backward_kernel<scalar_t><<<static_cast<unsigned>(N), kThreads, 0, stream>>>(
+            grad.const_data_ptr<scalar_t>(), grad.stride(0), x.const_data_ptr<scalar_t>(), x.stride(0),
+            lse.const_data_ptr<scalar_t>(), lse.stride(0), grad_x.mutable_data_ptr<scalar_t>(), V);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+  return grad_x;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(companion, CUDA, m) {
+  m.impl("logsumexp", &logsumexp_cuda);
+  m.impl("logsumexp_backward", &logsumexp_backward_cuda);
+}
+
+}  // namespace companion
