@@ -43,7 +43,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write `obj` as indented JSON (NaN/inf become null) atomically."""
-    return atomic_write_text(path, json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=False) + "\n")
 
 
 def atomic_write_with(path: str | os.PathLike, writer: Callable[[io.BufferedIOBase], None]) -> Path:
@@ -70,20 +70,20 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> int:
     return len(stale)
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """Convert numpy/torch scalars and arrays to plain Python; non-finite floats to None (strict JSON)."""
     import math
 
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, bool | int | str) or obj is None:
         return obj
     if hasattr(obj, "tolist"):  # numpy / torch arrays and scalars
-        return _json_safe(obj.tolist())
+        return json_safe(obj.tolist())
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"cannot write an object of type {type(obj).__name__} as JSON")

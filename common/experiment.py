@@ -10,6 +10,7 @@ units of work cached with `ctx.part(...)` survive the kill and a rerun resumes f
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import shutil
 import time
@@ -24,12 +25,14 @@ from common.atomic import (
     atomic_write_json,
     atomic_write_text,
     atomic_write_with,
+    json_safe,
     read_json,
     remove_stale_temporaries,
 )
 from common.claims import Claim
 from common.configs import ConfigError, Scale, apply_overrides, config_hash, config_to_dict
 from common.env_info import environment
+from common.train import barrier, rank
 
 DEFAULT_RESULTS = Path("results")
 DONE = "done.json"
@@ -116,11 +119,15 @@ class RunContext:
         The unit is stored atomically as parts/<key>.json, so a killed run resumes at the first missing unit.
         """
         path = self.parts_dir / f"{_safe_name(key)}.json"
-        if path.exists():
+        cached = path.exists()
+        barrier()  # under torchrun every rank takes the same branch (compute may hold collectives)
+        if cached:
             return read_json(path)
-        value = compute()
-        atomic_write_json(path, value)
-        return read_json(path)  # same types whether fresh or resumed (tuples become lists, NaN -> None)
+        # Same types whether fresh or resumed: tuples become lists, NaN becomes None.
+        value = _json_round_trip(compute())
+        if is_writer():
+            atomic_write_json(path, value)
+        return value
 
     def save_npz(self, name: str, **arrays: np.ndarray) -> Path:
         """Atomically save arrays as `<out_dir>/<name>.npz`."""
@@ -143,6 +150,15 @@ class FigureResult:
     claims: list[Claim]
     skipped: bool
     seconds: float
+
+
+def is_writer() -> bool:
+    """Only one process writes results: rank 0 under torchrun, the process itself otherwise."""
+    return rank() == 0
+
+
+def _json_round_trip(obj: Any) -> Any:
+    return json.loads(json.dumps(json_safe(obj)))
 
 
 def seed_everything(seed: int) -> None:
@@ -187,21 +203,24 @@ def run_figure(
         claims = [Claim.from_dict(c) for c in done["claims"]]
         return FigureResult(paper.key, figure.name, out_dir, claims, skipped=True, seconds=0.0)
 
-    _prepare_dir(out_dir, digest, force)
-    atomic_write_json(
-        out_dir / "config.json", {"scale": scale.value, "hash": digest, **config_to_dict(config)}
-    )
-    atomic_write_json(out_dir / "env.json", environment(device))
+    writer = is_writer()
+    if writer:
+        _prepare_dir(out_dir, digest, force)
+        config_record = {"scale": scale.value, "hash": digest, **config_to_dict(config)}
+        atomic_write_json(out_dir / "config.json", config_record)
+        atomic_write_json(out_dir / "env.json", environment(device))
+    barrier()
     if hasattr(config, "seed"):
         seed_everything(config.seed)
     start = time.perf_counter()
-    ctx = RunContext(out_dir=out_dir, device=device, show_progress=show_progress)
-    data = figure.run(config, ctx)
-    atomic_write_json(out_dir / "data.json", data)
-    data = read_json(out_dir / "data.json")  # plot and claims see exactly what is on disk
-    files = figure.plot(data, out_dir)
+    ctx = RunContext(out_dir=out_dir, device=device, show_progress=show_progress and writer)
+    data = _json_round_trip(figure.run(config, ctx))  # plot and claims see exactly what goes to disk
     claims = figure.claims(data, config)
     seconds = time.perf_counter() - start
+    if not writer:
+        return FigureResult(paper.key, figure.name, out_dir, claims, skipped=False, seconds=seconds)
+    atomic_write_json(out_dir / "data.json", data)
+    files = figure.plot(data, out_dir)
     atomic_write_json(
         out_dir / DONE,
         {
