@@ -48,7 +48,7 @@ $(BIN)/python:
 
 # torch first, pinned: an unpinned torch resolves to a multi-GB CUDA build.
 $(INSTALLED): pyproject.toml $(BIN)/python
-	$(BIN)/python -m pip install --quiet $(TORCH) setuptools wheel ninja pybind11
+	$(BIN)/python -m pip install --quiet $(TORCH) numpy "setuptools>=77" wheel ninja pybind11
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[dev]'
 	touch $@
 
