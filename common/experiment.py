@@ -139,7 +139,8 @@ class RunContext:
             return iterable
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+        # disable=None: bars on a terminal, none in logs and CI.
+        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=None)
 
 
 @dataclass(frozen=True)
