@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from common.configs import ConfigError, parse_scale
-from common.experiment import DEFAULT_RESULTS, run_check, run_figure
+from common.experiment import DEFAULT_RESULTS, is_writer, run_check, run_figure
 
 EXIT_OK, EXIT_CLAIM_FAILED, EXIT_USAGE = 0, 1, 2
 BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -120,10 +120,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             fig.config_for(scale, args.seed, args.overrides)
             plan.append((paper, fig))
 
+    say = print if is_writer() else _quiet  # under torchrun only rank 0 reports
     failed = 0
     for paper, fig in plan:
         start = time.perf_counter()
-        print(f"== {paper.key}/{fig.name} [{scale.value}] {fig.title}", flush=True)
+        say(f"== {paper.key}/{fig.name} [{scale.value}] {fig.title}", flush=True)
         result = run_figure(
             paper,
             fig,
@@ -138,12 +139,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         state = (
             "skipped (complete; --force reruns)" if result.skipped else f"{time.perf_counter() - start:.1f}s"
         )
-        print(f"   {state} -> {result.out_dir}")
+        say(f"   {state} -> {result.out_dir}")
         for claim in result.claims:
-            print("   " + claim.line())
+            say("   " + claim.line())
         failed += sum(not c.passed for c in result.claims)
-    print(f"claims failed: {failed}")
+    say(f"claims failed: {failed}")
     return EXIT_CLAIM_FAILED if failed else EXIT_OK
+
+
+def _quiet(*args: object, **kwargs: object) -> None:
+    """print() for ranks other than 0."""
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -27,6 +27,9 @@ from common.models.mlp import MLP
 from common.plotting import band, new_figure, save
 from common.train import TrainConfig, train
 
+# Full batch = the training set truncated to a multiple of 64 rows (1344 of 1347), so that torchrun can split
+# it evenly over 2, 4, ... 64 processes.
+FULL_BATCH_MULTIPLE = 64
 DIVERGED_ACCURACY = 0.5  # a run whose test accuracy ends below this (chance is 0.1) counts as unstable
 
 
@@ -35,7 +38,7 @@ class Config:
     effective_lrs: tuple[float, ...]
     small_batch: int = 16
     small_batch_steps: int = 600
-    large_batch: int = 0  # 0 = full batch (gradient descent)
+    large_batch: int = 0  # 0 = full batch (gradient descent on the first FULL_BATCH_MULTIPLE*k rows)
     large_batch_steps: int = 40
     beta: float = 0.9
     width: int = 128
@@ -65,7 +68,8 @@ def train_one(
 
     def get_batch(step: int, micro_step: int) -> tuple[torch.Tensor, torch.Tensor]:
         if full:
-            return x_train, y_train
+            rows_used = n - n % FULL_BATCH_MULTIPLE
+            return x_train[:rows_used], y_train[:rows_used]
         return x_train[rows[step]], y_train[rows[step]]
 
     def loss_fn(model: torch.nn.Module, batch_xy: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
