@@ -17,6 +17,22 @@ TORCH_LIBRARY(companion, m) {
   // --- family 2: per-sample gradient projection (csrc/cpu/grad_projection.cpp, common/ops/grad_projection.py) ---
 
   // --- family 3: sparse parity (csrc/cpu/sparse_parity.cpp, common/ops/sparse_parity.py) ---
+  // Packed {-1,+1} rows: int64 words, coordinate i in bit i % 64 of word i / 64, bit 1 = -1 (W = ceil(n/64)).
+  // Rows start..start+batch-1 of the counter-based stream for seed -> (x_packed [B, W], y [B] = chi_S(x)).
+  m.def("parity_sample(int n, int batch, int seed, int start, Tensor support_mask) -> (Tensor, Tensor)");
+  m.def("parity_pack(Tensor x) -> Tensor");                   // x [B, n] in {-1,+1} -> [B, W] int64
+  m.def("parity_unpack(Tensor x_packed, int n) -> Tensor");   // [B, W] -> [B, n] float32
+  // corr[s, c] = mean_n f[n, c] * (-1)^popcount(x_n & masks[s]); f [N, C], masks [S, W] -> [S, C].
+  m.def("monomial_correlations(Tensor x_packed, Tensor f, Tensor masks) -> Tensor");
+  // grad_f [N, C] = (1/N) sum_s grad[s, c] chi_s(x_n).
+  m.def("monomial_correlations_backward(Tensor grad, Tensor x_packed, Tensor masks) -> Tensor");
+  // E one-hidden-layer ReLU MLPs on packed x ([B, W] shared or [E, B, W]): weight1 [E, n, H] (transposed),
+  // bias1 [E, H], weight2 [E, C, H], bias2 [E, C] -> logits [E, B, C].
+  m.def("ensemble_mlp_forward(Tensor x_packed, Tensor weight1, Tensor bias1, Tensor weight2, Tensor bias2) -> Tensor");
+  // (grad_weight1, grad_bias1, grad_weight2, grad_bias2) from grad [E, B, C]; the hidden layer is recomputed.
+  m.def(
+      "ensemble_mlp_backward(Tensor grad, Tensor x_packed, Tensor weight1, Tensor bias1, Tensor weight2) -> "
+      "(Tensor, Tensor, Tensor, Tensor)");
 }
 
 // `import common._C` only has to load this shared library so that the registrations above run; the

@@ -7,6 +7,56 @@ says how to build, unless COMPANION_REFERENCE_OPS=1 explicitly selects the refer
 """
 
 from common.ops._extension import extension_available, use_reference_ops
+from common.ops.ensemble_mlp import (
+    EnsembleMLP,
+    accuracy,
+    cross_entropy_loss,
+    distillation_loss,
+    ensemble_mlp,
+    ensemble_mlp_reference,
+    hinge_loss,
+    labels_to_classes,
+    teacher_targets,
+)
 from common.ops.logsumexp import logsumexp, logsumexp_reference
+from common.ops.sparse_parity import (
+    all_subsets,
+    enumerate_inputs,
+    exact_monomial_correlations,
+    monomial_correlations,
+    monomial_correlations_reference,
+    pack,
+    pack_reference,
+    random_subsets,
+    sample,
+    sample_reference,
+    subset_masks,
+    unpack,
+    unpack_reference,
+)
 
 __all__ = ["extension_available", "logsumexp", "logsumexp_reference", "use_reference_ops"]
+__all__ += [  # family 3: sparse parity
+    "EnsembleMLP",
+    "accuracy",
+    "all_subsets",
+    "cross_entropy_loss",
+    "distillation_loss",
+    "ensemble_mlp",
+    "ensemble_mlp_reference",
+    "enumerate_inputs",
+    "exact_monomial_correlations",
+    "hinge_loss",
+    "labels_to_classes",
+    "monomial_correlations",
+    "monomial_correlations_reference",
+    "pack",
+    "pack_reference",
+    "random_subsets",
+    "sample",
+    "sample_reference",
+    "subset_masks",
+    "teacher_targets",
+    "unpack",
+    "unpack_reference",
+]
