@@ -42,7 +42,7 @@ def test_list_shows_implemented_and_planned_papers_and_checks():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["reproduce", "nosuchpaper"], "unknown paper 'nosuchpaper'; valid papers: momentum"),
+        (["reproduce", "nosuchpaper"], "unknown paper 'nosuchpaper'; valid papers: "),
         (["reproduce", "momentum", "--figure", "fig_nope"], "valid figures: fig_weak_error"),
         (["reproduce", "momentum", "--scale", "huge"], "valid scales: quick, default, paper"),
         (["reproduce", "momentum", "--set", "nokey=1"], "unknown config key 'nokey'"),
