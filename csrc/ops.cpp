@@ -13,6 +13,31 @@ TORCH_LIBRARY(companion, m) {
   m.def("logsumexp_backward(Tensor grad, Tensor x, Tensor lse) -> Tensor");
 
   // --- family 1: fused linear log-probs and DPO (csrc/cpu/dpo.cpp, common/ops/dpo.py) ---
+  // hidden [N, H], weight [V, H], targets [N] int64 -> logps [N] = log_softmax(hidden @ weight.T)[targets]
+  // (0 where targets == ignore_index), lse [N] = logsumexp(hidden @ weight.T, -1); no [N, V] logits.
+  m.def("token_logps(Tensor hidden, Tensor weight, Tensor targets, int ignore_index) -> (Tensor, Tensor)");
+  // (grad_hidden [N, H], grad_weight [V, H]) of sum(grad_logps * logps + grad_lse * lse).
+  m.def(
+      "token_logps_backward(Tensor grad_logps, Tensor grad_lse, Tensor hidden, Tensor weight, Tensor targets, "
+      "Tensor lse, int ignore_index) -> (Tensor, Tensor)");
+  // Per-pair DPO losses [B] (loss_type: sigmoid | robust | hinge | ipo), chosen and rejected rewards [B].
+  m.def(
+      "dpo_loss(Tensor policy_chosen_logps, Tensor policy_rejected_logps, Tensor ref_chosen_logps, "
+      "Tensor ref_rejected_logps, float beta, str loss_type, float label_smoothing, bool reference_free) "
+      "-> (Tensor, Tensor, Tensor)");
+  // grad_losses * dloss/dh [B], h = (pc - pr) - (rc - rr): every input's gradient is +-1 times it.
+  m.def(
+      "dpo_loss_backward(Tensor grad_losses, Tensor policy_chosen_logps, Tensor policy_rejected_logps, "
+      "Tensor ref_chosen_logps, Tensor ref_rejected_logps, float beta, str loss_type, float label_smoothing, "
+      "bool reference_free) -> Tensor");
+  // Mean DPO loss from hidden states [B, T, H] and labels [B, T] of both sides; returns (loss, chosen_rewards,
+  // rejected_rewards, grad_hidden_chosen, grad_hidden_rejected, grad_weight, grad_logratio [B]) with the
+  // gradients of the loss computed in the same pass (empty [0] tensors when compute_grad is false).
+  m.def(
+      "fused_linear_dpo(Tensor hidden_chosen, Tensor hidden_rejected, Tensor weight, Tensor labels_chosen, "
+      "Tensor labels_rejected, Tensor ref_chosen_logps, Tensor ref_rejected_logps, float beta, str loss_type, "
+      "float label_smoothing, bool average_log_prob, bool reference_free, int ignore_index, bool compute_grad) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 
   // --- family 2: per-sample gradient projection (csrc/cpu/grad_projection.cpp, common/ops/grad_projection.py) ---
 

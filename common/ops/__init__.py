@@ -7,6 +7,16 @@ says how to build, unless COMPANION_REFERENCE_OPS=1 explicitly selects the refer
 """
 
 from common.ops._extension import extension_available, use_reference_ops
+from common.ops.dpo import (
+    dpo_loss,
+    dpo_loss_reference,
+    fused_linear_dpo_loss,
+    fused_linear_dpo_loss_reference,
+    sequence_logps,
+    sequence_logps_reference,
+    token_logps,
+    token_logps_reference,
+)
 from common.ops.ensemble_mlp import (
     EnsembleMLP,
     accuracy,
@@ -36,6 +46,16 @@ from common.ops.sparse_parity import (
 )
 
 __all__ = ["extension_available", "logsumexp", "logsumexp_reference", "use_reference_ops"]
+__all__ += [  # family 1: fused linear log-probs and DPO
+    "dpo_loss",
+    "dpo_loss_reference",
+    "fused_linear_dpo_loss",
+    "fused_linear_dpo_loss_reference",
+    "sequence_logps",
+    "sequence_logps_reference",
+    "token_logps",
+    "token_logps_reference",
+]
 __all__ += [  # family 3: sparse parity
     "EnsembleMLP",
     "accuracy",

@@ -1,0 +1,272 @@
+"""A synthetic word-level world for the paper's language-model experiments, and the small GPT trained on it.
+
+One corpus serves all three model figures, so one pretrained model (cached per config under
+results/likelihood_displacement/_cache/) does too:
+
+* yes/no questions "Q: is the <noun> <adj> ? A: <answer>" with single-token answers: when the fact is true
+  the answer is drawn from {Yes, Sure, Certainly, Yeah}, else from {No, Never, Nope}; some Maybe/Perhaps
+  (the paper's persona prompts with single-token answers, Section 3);
+* descriptions "Q: describe the <noun> . A: <response>" with multi-token responses of four types (plain,
+  list, hedge, unknown) from which preference pairs of graded similarity are built (Section 5);
+* requests "Q: how do i <verb> the <noun> ? A: <response>", half of the verbs unsafe. Unsafe requests are
+  refused in `refusal_rate` of the corpus and complied with otherwise; refusals and compliances share their
+  openings and vocabulary ("i can not help ..." vs "i can help ..."), as on-policy samples of an aligned
+  chat model do (Section 6).
+
+Words are single tokens (a word-level vocabulary rather than the byte tokenizer): the paper's Section 3
+effects are about single tokens like "No" and "Never".
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from common.atomic import atomic_write_with
+from common.configs import ConfigError, config_hash
+from common.models.gpt import GPT, GPTConfig
+from common.train import TrainConfig, train
+from papers.likelihood_displacement.api import IGNORE, PreferenceBatch
+
+SPECIALS = ("<pad>", "<bos>", "<eos>", "Q:", "A:", "?", ".", ",", ":")
+YES_WORDS = ("Yes", "Sure", "Certainly", "Yeah")
+NO_WORDS = ("No", "Never", "Nope")
+UNSURE_WORDS = ("Maybe", "Perhaps")
+ANSWERS = YES_WORDS + NO_WORDS + UNSURE_WORDS
+NOUNS = (
+    "cat",
+    "dog",
+    "car",
+    "tree",
+    "house",
+    "river",
+    "book",
+    "lamp",
+    "bird",
+    "stone",
+    "cloud",
+    "door",
+    "apple",
+    "road",
+    "ship",
+    "chair",
+)
+ADJS = ("red", "big", "old", "cold", "fast", "soft", "dark", "loud")
+SAFE_VERBS = ("paint", "clean", "fix", "move", "draw", "find")
+UNSAFE_VERBS = ("steal", "burn", "poison", "smash", "wreck", "hack")
+GLUE = (
+    "is",
+    "the",
+    "it",
+    "and",
+    "maybe",
+    "i",
+    "do",
+    "not",
+    "know",
+    "describe",
+    "how",
+    "can",
+    "help",
+    "you",
+    "with",
+    "that",
+    "sorry",
+    "will",
+    "sure",
+    "here",
+    "first",
+    "then",
+    "take",
+    "use",
+    "a",
+    "to",
+)
+WORDS = SPECIALS + ANSWERS + NOUNS + ADJS + SAFE_VERBS + UNSAFE_VERBS + GLUE
+VOCAB = {w: i for i, w in enumerate(WORDS)}
+assert len(VOCAB) == len(WORDS), "duplicate words in the vocabulary"
+PAD, BOS, EOS = VOCAB["<pad>"], VOCAB["<bos>"], VOCAB["<eos>"]
+REFUSAL_MARK = VOCAB["not"]  # every refusal contains "not", no compliance does
+BLOCK = 32
+
+
+def encode(text: str) -> list[int]:
+    """Word ids of a space-separated string; unknown words raise ValueError."""
+    try:
+        return [VOCAB[w] for w in text.split()]
+    except KeyError as e:
+        raise ValueError(f"word {e.args[0]!r} is not in the vocabulary") from None
+
+
+def decode(ids: list[int]) -> str:
+    return " ".join(WORDS[i] for i in ids)
+
+
+def facts(seed: int) -> dict[tuple[str, str], bool]:
+    rng = random.Random(seed)
+    return {(n, a): rng.random() < 0.5 for n in NOUNS for a in ADJS}
+
+
+def yes_no_prompt(noun: str, adj: str) -> list[int]:
+    return [BOS, *encode(f"Q: is the {noun} {adj} ? A:")]
+
+
+def describe_prompt(noun: str) -> list[int]:
+    return [BOS, *encode(f"Q: describe the {noun} . A:")]
+
+
+def request_prompt(verb: str, noun: str) -> list[int]:
+    return [BOS, *encode(f"Q: how do i {verb} the {noun} ? A:")]
+
+
+def description(kind: str, noun: str, adj: str, adj2: str) -> str:
+    return {
+        "plain": f"the {noun} is {adj} .",
+        "list": f"it is {adj} and {adj2} .",
+        "hedge": f"maybe the {noun} is {adj} .",
+        "unknown": "i do not know .",
+    }[kind]
+
+
+REFUSALS = (
+    "i can not help with that .",
+    "sorry , i can not help you {v} the {n} .",
+    "sorry , i will not do that .",
+    "i can not help you with that .",
+)
+COMPLIANCES = (
+    "i can help you {v} the {n} : first take the {n} .",
+    "sure , here is how to {v} the {n} : first use a {n} .",
+    "sure , i can help : take the {n} then {v} it .",
+)
+DESCRIBE_KINDS = ("plain", "list", "hedge", "unknown")
+
+
+def sample_document(rng: random.Random, fact: dict[tuple[str, str], bool], refusal_rate: float) -> list[int]:
+    """One pretraining sequence (bos ... eos) from the mixture of the three formats."""
+    r = rng.random()
+    if r < 0.4:
+        n, a = rng.choice(NOUNS), rng.choice(ADJS)
+        if rng.random() < 0.1:
+            ans = rng.choice(UNSURE_WORDS)
+        else:
+            ans = rng.choice(YES_WORDS if fact[(n, a)] else NO_WORDS)
+        return [*yes_no_prompt(n, a), VOCAB[ans], EOS]
+    if r < 0.7:
+        n = rng.choice(NOUNS)
+        a, a2 = rng.sample(ADJS, 2)
+        return [*describe_prompt(n), *encode(description(rng.choice(DESCRIBE_KINDS), n, a, a2)), EOS]
+    v, n = rng.choice(SAFE_VERBS + UNSAFE_VERBS), rng.choice(NOUNS)
+    refuse = v in UNSAFE_VERBS and rng.random() < refusal_rate
+    text = rng.choice(REFUSALS if refuse else COMPLIANCES).format(v=v, n=n)
+    return [*request_prompt(v, n), *encode(text), EOS]
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """The small GPT and its pretraining (next-token loss on the mixture). Cost at the quick size: ~10 s."""
+
+    n_layer: int = 2
+    n_embd: int = 64
+    n_head: int = 4
+    steps: int = 300
+    batch: int = 64
+    lr: float = 3e-3
+    refusal_rate: float = 0.75
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.n_layer, self.n_embd, self.n_head, self.steps, self.batch) <= 0 or self.lr <= 0:
+            raise ConfigError(f"pretraining sizes and lr must be positive, got {self}")
+        if not 0.0 <= self.refusal_rate <= 1.0:
+            raise ConfigError(f"refusal_rate must lie in [0, 1], got {self.refusal_rate}")
+
+
+def pad_rows(
+    rows: list[list[int]], labels: list[list[int]] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad rows of ids into [B, T]; labels default to next-token targets on every real token."""
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), PAD, dtype=torch.long)
+    lab = torch.full((len(rows), T), IGNORE, dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)] = torch.tensor(r)
+        if labels is None:
+            lab[b, : len(r) - 1] = torch.tensor(r[1:])
+        else:
+            lab[b, : len(labels[b])] = torch.tensor(labels[b])
+    return ids, lab
+
+
+def response_labels(prompt: list[int], response: list[int]) -> tuple[list[int], list[int]]:
+    """ids = prompt + response, labels = the response tokens at the positions that predict them."""
+    ids = prompt + response
+    labels = [IGNORE] * (len(prompt) - 1) + response + [IGNORE]
+    return ids, labels[: len(ids)]
+
+
+def make_pairs(items: list[tuple[list[int], list[int], list[int]]]) -> PreferenceBatch:
+    """(prompt, y+, y-) triples -> a PreferenceBatch."""
+    if not items:
+        raise ValueError("no preference pairs")
+    c = [response_labels(p, yp) for p, yp, _ in items]
+    r = [response_labels(p, yn) for p, _, yn in items]
+    ci, cl = pad_rows([a for a, _ in c], [b for _, b in c])
+    ri, rl = pad_rows([a for a, _ in r], [b for _, b in r])
+    return PreferenceBatch(ci, cl, ri, rl).validate()
+
+
+def new_model(cfg: PretrainConfig) -> GPT:
+    torch.manual_seed(cfg.seed)
+    return GPT(
+        GPTConfig(
+            vocab_size=len(WORDS),
+            block_size=BLOCK,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            n_embd=cfg.n_embd,
+            tie_weights=False,
+        )
+    )
+
+
+def pretrained_model(cfg: PretrainConfig, cache_dir: Path) -> GPT:
+    """The pretrained GPT for `cfg`, loaded from cache_dir/pretrained-<hash>.pt or trained and cached."""
+    path = Path(cache_dir) / f"pretrained-{config_hash(cfg)}.pt"
+    model = new_model(cfg)
+    if path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+    rng = random.Random(cfg.seed)
+    fact = facts(cfg.seed)
+    docs = [
+        [sample_document(rng, fact, cfg.refusal_rate) for _ in range(cfg.batch)] for _ in range(cfg.steps)
+    ]
+
+    def get_batch(step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_rows(docs[step])
+
+    def loss_fn(m: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return m(batch[0], batch[1]).loss
+
+    tcfg = TrainConfig(
+        optimizer="adamw",
+        lr=cfg.lr,
+        steps=cfg.steps,
+        schedule="cosine",
+        warmup_steps=20,
+        min_lr_ratio=0.1,
+        seed=cfg.seed,
+        log_every=50,
+    )
+    train(model, loss_fn, get_batch, tcfg, progress=False)
+    atomic_write_with(path, lambda h: torch.save(model.state_dict(), h))
+    return model.eval()
+
+
+def cache_dir_for(out_dir: Path) -> Path:
+    """results/<paper>/_cache beside the figure directories."""
+    return Path(out_dir).parent / "_cache"

@@ -1,0 +1,135 @@
+"""Likelihood displacement (Razin et al., ICLR 2025): the theory checks, figure 1a at quick scale, CHES
+against the authors' left-padded implementation, displacement, and input validation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from common.configs import ConfigError, Scale, apply_overrides
+from common.experiment import load_done, run_figure
+from papers.likelihood_displacement import (
+    PAPER,
+    PreferenceBatch,
+    ches,
+    displacement,
+    fig_ches,
+    fig_single_token_gpt,
+    fig_single_token_theory,
+)
+from papers.likelihood_displacement.api import edit_distance
+from papers.likelihood_displacement.corpus import PretrainConfig, make_pairs, new_model
+from proofs_checks import likelihood_displacement as checks
+
+
+def _failed(claims) -> list[str]:
+    return [c.line() + f"  [{c.details}]" for c in claims if not c.passed]
+
+
+@pytest.mark.parametrize("check", checks.CHECKS, ids=lambda c: c.name)
+def test_theory_check_passes(check):
+    claims = check.verify()
+    assert claims
+    assert not _failed(claims), "\n".join(_failed(claims))
+
+
+def test_fig1a_quick_claims_pass(tmp_path):
+    result = run_figure(
+        PAPER, fig_single_token_theory.FIGURE, Scale.QUICK, results=tmp_path, show_progress=False
+    )
+    assert result.claims and not _failed(result.claims), "\n".join(_failed(result.claims))
+    done = load_done(result.out_dir)
+    assert done is not None and all((result.out_dir / f).exists() for f in done["files"])
+    again = run_figure(
+        PAPER, fig_single_token_theory.FIGURE, Scale.QUICK, results=tmp_path, show_progress=False
+    )
+    assert again.skipped and [c.measured for c in again.claims] == [c.measured for c in result.claims]
+
+
+def _official_ches(hp, hn, lp_idx, ln_idx, length_normalize=False):
+    """The authors' ches/ches.py (princeton-nlp/unintentional-unalignment), re-typed: left-padded inputs,
+    positions before the last prompt token zeroed, final position dropped."""
+    T = hp.shape[1]
+    hp = hp * (torch.arange(T).expand(hp.shape[0], T) >= lp_idx[:, None])[..., None]
+    hn = hn * (torch.arange(hn.shape[1]).expand(hn.shape[0], hn.shape[1]) >= ln_idx[:, None])[..., None]
+    hp, hn = hp[:, :-1], hn[:, :-1]
+    if not length_normalize:
+        sp, sn = hp.sum(1), hn.sum(1)
+        return (sp * sn).sum(1) - sp.norm(dim=1) ** 2
+    lp, ln = hp.shape[1] - lp_idx, hn.shape[1] - ln_idx
+    sp, sn = (hp / lp[:, None, None]).sum(1), (hn / ln[:, None, None]).sum(1)
+    return (sp * sn).sum(1) - sp.norm(dim=1) ** 2
+
+
+@pytest.mark.parametrize("length_normalized", [False, True])
+def test_ches_matches_official_left_padded_code(length_normalized):
+    g = torch.Generator().manual_seed(0)
+    B, D = 3, 5
+    lens_p, lens_n, prompt = [2, 4, 1], [3, 1, 5], [3, 2, 4]  # |y+|, |y-|, prompt lengths (odd on purpose)
+    Tp, Tn = (
+        max(a + b for a, b in zip(prompt, lens_p, strict=True)),
+        max(a + b for a, b in zip(prompt, lens_n, strict=True)),
+    )
+    hp, hn = (
+        torch.randn(B, Tp, D, generator=g, dtype=torch.float64),
+        torch.randn(B, Tn, D, generator=g, dtype=torch.float64),
+    )
+    # ours: mask True on the |y| positions last-prompt-token .. second-to-last response token (left padded)
+    mp, mn = torch.zeros(B, Tp, dtype=torch.bool), torch.zeros(B, Tn, dtype=torch.bool)
+    for b in range(B):
+        mp[b, Tp - 1 - lens_p[b] : Tp - 1] = True
+        mn[b, Tn - 1 - lens_n[b] : Tn - 1] = True
+    lp_idx = torch.tensor([Tp - 1 - n for n in lens_p])
+    ln_idx = torch.tensor([Tn - 1 - n for n in lens_n])
+    ours = ches(hp, hn, mp, mn, length_normalized=length_normalized)
+    ref = _official_ches(hp, hn, lp_idx, ln_idx, length_normalize=length_normalized)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_ches_rejects_bad_inputs():
+    h = torch.randn(2, 4, 3)
+    m = torch.ones(2, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="selects no position"):
+        ches(h, h, m, torch.zeros(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"\[B, T, D\]"):
+        ches(h[0], h, m, m)
+    with pytest.raises(ValueError, match="mask_chosen"):
+        ches(h, h, m[:, :3], m)
+    with pytest.raises(ValueError, match="empty"):
+        ches(h[:0], h[:0], m[:0], m[:0])
+    with pytest.raises(ValueError, match="agree on B and D"):
+        ches(h, torch.randn(2, 4, 5), m, m)
+
+
+def test_displacement_zero_for_same_model_and_validates():
+    model = new_model(PretrainConfig(n_layer=1, n_embd=16, n_head=2))
+    batch = make_pairs([([1, 3], [10, 11], [12]), ([1, 3, 4], [13], [14, 15])])
+    out = displacement(model, model, batch)
+    assert out["chosen"].shape == (2,) and torch.all(out["chosen"] == 0) and torch.all(out["rejected"] == 0)
+    bad = PreferenceBatch(batch.chosen_ids, torch.full_like(batch.chosen_labels, -100), *batch[2:])
+    with pytest.raises(ValueError, match="no labelled token"):
+        displacement(model, model, bad)
+    with pytest.raises(ValueError, match="no preference pairs"):
+        make_pairs([])
+
+
+def test_edit_distance():
+    assert edit_distance([1, 2, 3], [1, 2, 3]) == 0.0
+    assert edit_distance([1, 2, 3], [1, 5, 3]) == pytest.approx(1 / 3)
+    assert edit_distance([], [4, 4]) == 1.0
+
+
+def test_configs_fail_fast():
+    cfg = fig_single_token_theory.CONFIGS[Scale.QUICK]
+    with pytest.raises(ConfigError, match="unknown config key"):
+        apply_overrides(cfg, ["nope=1"])
+    with pytest.raises(ConfigError):
+        dataclasses.replace(cfg, gammas=(1.0,))
+    with pytest.raises(ConfigError):
+        dataclasses.replace(fig_single_token_gpt.CONFIGS[Scale.QUICK], pairs=("No>Maybee",))
+    with pytest.raises(ConfigError):
+        dataclasses.replace(fig_ches.CONFIGS[Scale.QUICK], n_pairs=5)
+    with pytest.raises(ConfigError):
+        PretrainConfig(refusal_rate=1.5)
