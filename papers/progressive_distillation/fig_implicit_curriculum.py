@@ -1,0 +1,224 @@
+"""Figure 3 (`figures/spike_parity.png`, middle): the implicit curriculum. During its phase transition the
+teacher's output p1(x) = P(class 1 | x) correlates with the low-degree monomials of the support, far above
+random ("Rest") monomials; after the transition the correlation falls back.
+
+Measure (official `parity/probing/probing.py`): Corr(S') = |E_x[chi_{S'}(x) p1(x)]| for every in-support
+subset S' of size d and for random size-d subsets not inside S, at every teacher checkpoint. Paper (n = 100):
+in-support degree-1 correlations spike to ~0.1 mid-transition (~1e7 steps), Rest ~0.01-0.02. Ours uses the
+same teachers as Figure 1 (n = 30, k = 6, width 2000; cached across figures) and `eval` fresh samples per
+checkpoint (exact enumeration of all 2^n inputs when n <= 20), via common.ops.sparse_parity.
+
+Cost: default ~20 s after Figure 1's teachers exist (3 seeds x 49 checkpoints x 50k samples); quick ~10 s.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.claims import Claim
+from common.configs import ConfigError, Scale
+from common.experiment import Figure, RunContext
+from common.ops.sparse_parity import (
+    MAX_EXACT_N,
+    enumerate_inputs,
+    monomial_correlations,
+    random_subsets,
+    sample,
+    subset_masks,
+)
+from common.plotting import band, new_figure, save
+from papers.progressive_distillation.fig_parity_acceleration import CONFIGS as FIG1_CONFIGS
+from papers.progressive_distillation.parity import ParitySetup, setup_of, train_teachers
+
+DEGREES = (1, 2)
+
+
+@dataclass(frozen=True)
+class Config(ParitySetup):
+    probe_samples: int = 50_000  # fresh samples per checkpoint (ignored when n <= 20: exact enumeration)
+    rest_count: int = 30  # random "Rest" subsets per degree
+    min_spike_ratio: float = 3.0  # claim: peak in-support / Rest at the same checkpoint
+    max_fall_ratio: float = 0.5  # claim: final in-support / peak in-support
+
+    def __post_init__(self) -> None:
+        self.validate()
+        if self.probe_samples < 1000:
+            raise ConfigError(f"probe_samples must be >= 1000 (noise ~0.5/sqrt(N)), got {self.probe_samples}")
+        if self.rest_count < 1:
+            raise ConfigError(f"rest_count must be >= 1, got {self.rest_count}")
+        if self.k < max(DEGREES):
+            raise ConfigError(f"k must be >= {max(DEGREES)} for degree-{max(DEGREES)} in-support monomials")
+
+
+def _same_teachers(scale: Scale, **extra: Any) -> Config:
+    base = FIG1_CONFIGS[scale]
+    fields = {f: getattr(base, f) for f in ParitySetup.__dataclass_fields__}
+    return Config(**fields, **extra)
+
+
+CONFIGS = {
+    Scale.QUICK: _same_teachers(Scale.QUICK, probe_samples=20_000),
+    Scale.DEFAULT: _same_teachers(Scale.DEFAULT),
+    Scale.PAPER: _same_teachers(Scale.PAPER, probe_samples=100_000, rest_count=100),
+}
+
+
+def run(config: Config, ctx: RunContext) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    setup = setup_of(config)
+    teachers = train_teachers(setup, cache_dir=ctx.out_dir.parent / "_teachers")
+    support = tuple(range(setup.k))
+    groups: dict[str, list[tuple[int, ...]]] = {}
+    for d in DEGREES:
+        groups[f"in/d{d}"] = list(itertools.combinations(support, d))
+        groups[f"rest/d{d}"] = random_subsets(
+            setup.n,
+            d,
+            min(config.rest_count, _max_rest(setup.n, setup.k, d)),
+            seed=config.seed + d,
+            avoid=support,
+        )
+    names = list(groups)
+    subsets = [s for g in names for s in groups[g]]
+    masks = subset_masks(subsets, setup.n)
+    exact = setup.n <= MAX_EXACT_N
+    if exact:
+        x = enumerate_inputs(setup.n)  # (2^n, 1)
+    else:
+        x, _ = sample(setup.n, setup.k, config.probe_samples, seed=10_007 + config.seed, packed=True)
+    S = setup.seeds
+    C = len(teachers.ckpt_steps)
+    corr = np.zeros((C, S, len(subsets)))
+    for c in range(C):
+        p1 = torch.cat(
+            [
+                torch.softmax(
+                    teachers.logits(torch.full((S,), c), torch.arange(S), x[i : i + 16384]), dim=-1
+                )[..., 1]
+                for i in range(0, x.shape[0], 16384)
+            ],
+            dim=1,
+        )  # (S, N)
+        corr[c] = monomial_correlations(x, p1.T.contiguous().double(), masks).abs().T.numpy()  # (S, subsets)
+    out: dict[str, Any] = {
+        "steps": teachers.ckpt_steps,
+        "teacher_accuracy": teachers.accuracy.T.tolist(),
+        "exact": exact,
+        "samples": int(x.shape[0]) if not exact else 2**setup.n,
+        "n": setup.n,
+        "k": setup.k,
+        "groups": {},
+    }
+    start = 0
+    for g in names:
+        m = len(groups[g])
+        out["groups"][g] = {
+            "subsets": [list(s) for s in groups[g]],
+            "mean": corr[:, :, start : start + m].mean(axis=2).T.tolist(),
+        }  # (S, C)
+        start += m
+    return out
+
+
+def _max_rest(n: int, k: int, d: int) -> int:
+    from math import comb
+
+    return comb(n, d) - comb(k, d)
+
+
+def spike_stats(data: dict[str, Any], d: int) -> dict[str, Any]:
+    """Per seed: the checkpoint of the in-support peak, peak / Rest there, and final / peak."""
+    inn = np.asarray(data["groups"][f"in/d{d}"]["mean"])  # (S, C)
+    rest = np.asarray(data["groups"][f"rest/d{d}"]["mean"])
+    peak = inn.argmax(axis=1)
+    rows = np.arange(inn.shape[0])
+    return {
+        "peak_step": [data["steps"][p] for p in peak],
+        "peak": inn[rows, peak].tolist(),
+        "spike_ratio": (inn[rows, peak] / rest[rows, peak]).tolist(),
+        "fall_ratio": (inn[:, -1] / inn[rows, peak]).tolist(),
+    }
+
+
+def claims(data: dict[str, Any], config: Config) -> list[Claim]:
+    out = []
+    how = "exact over 2^n inputs" if data["exact"] else f"{data['samples']} samples"
+    for d in DEGREES:
+        st = spike_stats(data, d)
+        det = (
+            f"per seed: peak step {st['peak_step']}, peak {np.round(st['peak'], 4).tolist()}, "
+            f"peak/Rest {np.round(st['spike_ratio'], 2).tolist()}, final/peak "
+            f"{np.round(st['fall_ratio'], 2).tolist()}"
+            f"; {how}"
+        )
+        out.append(
+            Claim.check(
+                f"progressive_distillation.fig3.spike_d{d}",
+                f"n={data['n']}, k={data['k']}: median over seeds of peak in-support "
+                f"degree-{d} correlation over the "
+                "Rest level at the same checkpoint",
+                float(np.median(st["spike_ratio"])),
+                ">=",
+                config.min_spike_ratio,
+                paper_value="n=100: degree-1 in-support ~0.10 mid-transition vs Rest ~0.01-0.02 (5-10x)",
+                details=det,
+            )
+        )
+        out.append(
+            Claim.check(
+                f"progressive_distillation.fig3.falls_back_d{d}",
+                f"n={data['n']}, k={data['k']}: median over seeds of final over peak "
+                f"in-support degree-{d} correlation",
+                float(np.median(st["fall_ratio"])),
+                "<=",
+                config.max_fall_ratio,
+                paper_value="the spike is transient: it falls back after the transition",
+                details=det,
+            )
+        )
+    return out
+
+
+def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
+    fig, axes = new_figure(ncols=3, width=3.4)
+    steps = data["steps"]
+    acc = np.asarray(data["teacher_accuracy"])
+    band(axes[0], steps, acc.mean(0), acc.std(0), "teacher", color="k", marker=None)
+    axes[0].set_ylabel("teacher held-out accuracy")
+    axes[0].set_title(f"teacher, n={data['n']}, k={data['k']}")
+    for ax, d in zip(axes[1:], DEGREES, strict=True):
+        for g, color in ((f"in/d{d}", "C1"), (f"rest/d{d}", "C7")):
+            v = np.asarray(data["groups"][g]["mean"])
+            band(
+                ax,
+                steps,
+                v.mean(0),
+                v.std(0),
+                ("in-support" if g.startswith("in") else "Rest") + f", d={d}",
+                color=color,
+                marker=None,
+            )
+        ax.set_title(f"|E[chi_S' p1]|, degree {d}")
+        ax.legend(fontsize=7)
+    for ax in axes:
+        ax.set_xlabel("teacher SGD steps")
+    return save(fig, out_dir, "implicit_curriculum")
+
+
+FIGURE = Figure(
+    name="fig_implicit_curriculum",
+    title="Implicit curriculum: teacher correlations with in-support low-degree monomials vs Rest",
+    paper_ref="Fig. 2 middle (spike_parity.png), probing.py measure",
+    configs=CONFIGS,
+    run=run,
+    plot=plot,
+    claims=claims,
+    expected="In-support degree-1/2 correlations spike during the teacher's transition, well above Rest, "
+    "then fall back.",
+)
