@@ -40,6 +40,21 @@ TORCH_LIBRARY(companion, m) {
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 
   // --- family 2: per-sample gradient projection (csrc/cpu/grad_projection.cpp, common/ops/grad_projection.py) ---
+  // R is the implicit +-1 matrix of csrc/include/counter_hash.h: R[row, col] a pure function of (seed, row, col).
+  // out [rows, cols] float32/64 <- R[row_offset + i, col_offset + j].
+  m.def("random_signs_fill(Tensor(a!) out, int seed, int row_offset, int col_offset) -> ()");
+  // x [N, D] -> x @ R[row_offset : row_offset + D, 0 : proj_dim] / sqrt(proj_dim) [N, proj_dim], R never whole.
+  m.def("project(Tensor x, int proj_dim, int seed, int row_offset) -> Tensor");
+  // activations [N, T, d_in], output_grads [N, T, d_out] -> vec(G_n) R[row_offset:, :proj_dim] / sqrt(proj_dim),
+  // G_n = sum_t g_t a_t^T (or Adam's m'/(sqrt(v')+eps) with state [d_out, d_in]) -> [N, proj_dim].
+  m.def(
+      "grad_project_dense(Tensor activations, Tensor output_grads, int proj_dim, int seed, int row_offset, "
+      "Tensor? exp_avg, Tensor? exp_avg_sq, float beta1, float beta2, float eps) -> Tensor");
+  // LoGra: vec(P_out^T G_n P_in) / sqrt(k_out k_in) [N, k_out * k_in], P_in = R[row_offset:, 0:k_in],
+  // P_out = R[row_offset:, 2^31 : 2^31 + k_out].
+  m.def(
+      "grad_project_kronecker(Tensor activations, Tensor output_grads, int k_out, int k_in, int seed, "
+      "int row_offset) -> Tensor");
 
   // --- family 3: sparse parity (csrc/cpu/sparse_parity.cpp, common/ops/sparse_parity.py) ---
   // Packed {-1,+1} rows: int64 words, coordinate i in bit i % 64 of word i / 64, bit 1 = -1 (W = ceil(n/64)).

@@ -28,6 +28,16 @@ from common.ops.ensemble_mlp import (
     labels_to_classes,
     teacher_targets,
 )
+from common.ops.grad_projection import (
+    kronecker_dims,
+    per_sample_linear_grads_projected,
+    per_sample_linear_grads_projected_reference,
+    project,
+    project_reference,
+    random_signs,
+    random_signs_reference,
+)
+from common.ops.gradient_features import GradientFeatures, gradient_features_reference
 from common.ops.logsumexp import logsumexp, logsumexp_reference
 from common.ops.sparse_parity import (
     all_subsets,
@@ -55,6 +65,17 @@ __all__ += [  # family 1: fused linear log-probs and DPO
     "sequence_logps_reference",
     "token_logps",
     "token_logps_reference",
+]
+__all__ += [  # family 2: per-sample gradient projection
+    "GradientFeatures",
+    "gradient_features_reference",
+    "kronecker_dims",
+    "per_sample_linear_grads_projected",
+    "per_sample_linear_grads_projected_reference",
+    "project",
+    "project_reference",
+    "random_signs",
+    "random_signs_reference",
 ]
 __all__ += [  # family 3: sparse parity
     "EnsembleMLP",

@@ -1,0 +1,339 @@
+// companion per-sample gradient projection on CUDA (kernel family 2); the same ops and math as
+// csrc/cpu/grad_projection.cpp (see there for the formulas and papers):
+//
+//   random_signs_fill:      out[i, j] = R[row_offset + i, col_offset + j]
+//   project:                x [N, D] @ R[row_offset:, :k] / sqrt(k), R hashed tile by tile in shared memory
+//   grad_project_dense:     vec(G_n) (or Adam's m' / (sqrt(v') + eps)) projected, G formed in blocks
+//   grad_project_kronecker: LoGra's P_out^T G_n P_in / sqrt(k_out k_in)
+//
+// R comes from the counter-based hash of csrc/include/counter_hash.h, so the GPU builds bit for bit the
+// matrix the CPU and the reference build, whatever the tiling or the SM count (TRAK's fast_jl does not).
+// The projection kernel is a shared-memory tiled GEMM (kBM x kBN outputs per block, kBK rows of D per
+// step, kTM x kTN outputs per thread in registers): each step loads a kBM x kBK tile of x and hashes the
+// kBK x kBN tile of R it multiplies, one 64-bit row key and one 32-column word per thread. Accumulation is
+// in float (double for float64) per thread over all of D, no split-K, so results are deterministic.
+// Per-sample gradients and the Kronecker products go through ATen's bmm/matmul (cuBLAS behind ATen; this
+// file includes no cuBLAS header). Not yet tuned on a GPU.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/bmm.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/zeros.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <type_traits>
+
+#include "counter_hash.h"
+
+namespace companion {
+namespace {
+
+constexpr int kBM = 64;   // examples per block
+constexpr int kBN = 64;   // output columns per block (2 hashed words per row of the R tile)
+constexpr int kBK = 16;   // rows of D per step
+constexpr int kTM = 4;    // outputs per thread along N
+constexpr int kTN = 4;    // outputs per thread along k
+constexpr int kThreads = (kBM / kTM) * (kBN / kTN);  // 256
+static_assert(kBK * (kBN / 32) <= kThreads, "one hashed word per thread per step");
+constexpr int64_t kGradBlockElems = int64_t(1) << 24;
+constexpr uint64_t kColLimit = uint64_t(1) << 32;
+
+template <typename scalar_t>
+using acc_type_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+template <typename acc_t>
+__device__ __forceinline__ acc_t sign_from_word(uint32_t word, uint32_t b) {
+  return ((word >> b) & 1u) ? acc_t(-1) : acc_t(1);
+}
+
+// out [rows, cols] (row stride ld) <- R[row0 + i, col0 + j]; one thread per entry.
+template <typename acc_t>
+__global__ void __launch_bounds__(256)
+    random_signs_kernel(acc_t* __restrict__ out, int64_t ld, int64_t rows, int64_t cols, uint64_t base,
+                        uint64_t row0, uint32_t col0) {
+  const int64_t total = rows * cols;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = idx / cols, j = idx % cols;
+    const uint32_t c = col0 + static_cast<uint32_t>(j);
+    const uint32_t word = sign_word(sign_row_key(base, row0 + static_cast<uint64_t>(i)), c >> 5);
+    out[i * ld + j] = sign_from_word<acc_t>(word, c & 31u);
+  }
+}
+
+// out[n, j] += sum_d x[n, d] R[row0 + d, col0 + j] over d < D; out [N, K] contiguous (acc_t), x [N, D] with
+// row stride ldx and unit column stride. Grid: (ceil(N / kBM), ceil(K / kBN)).
+template <typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kThreads)
+    project_kernel(const scalar_t* __restrict__ x, int64_t ldx, int64_t N, int64_t D, acc_t* __restrict__ out,
+                   int64_t K, uint64_t base, uint64_t row0, uint32_t col0) {
+  __shared__ acc_t xs[kBK][kBM + 1];  // x tile, transposed: xs[d][n]
+  __shared__ acc_t rs[kBK][kBN];      // R tile
+  const int tid = threadIdx.x;
+  const int tx = tid % (kBN / kTN), ty = tid / (kBN / kTN);
+  const int64_t n0 = int64_t(blockIdx.x) * kBM, j0 = int64_t(blockIdx.y) * kBN;
+  acc_t acc[kTM][kTN];
+#pragma unroll
+  for (int a = 0; a < kTM; ++a)
+#pragma unroll
+    for (int b = 0; b < kTN; ++b) acc[a][b] = acc_t(0);
+
+  for (int64_t d0 = 0; d0 < D; d0 += kBK) {
+    // x tile: kBM x kBK values, consecutive threads along d (coalesced within a row).
+    for (int e = tid; e < kBM * kBK; e += kThreads) {
+      const int r = e / kBK, c = e % kBK;
+      const int64_t n = n0 + r, d = d0 + c;
+      xs[c][r] = (n < N && d < D) ? static_cast<acc_t>(x[n * ldx + d]) : acc_t(0);
+    }
+    // R tile: kBK rows x kBN columns = kBK * kBN / 32 hashed words, one per thread.
+    if (tid < kBK * (kBN / 32)) {
+      const int r = tid / (kBN / 32), w = tid % (kBN / 32);
+      const int64_t d = d0 + r;
+      const uint32_t c_first = col0 + static_cast<uint32_t>(j0) + 32u * w;  // col0 + j0 is any offset
+      if (d < D) {
+        const uint64_t key = sign_row_key(base, row0 + static_cast<uint64_t>(d));
+        // the 32 columns may straddle two hashed words when col0 is not a multiple of 32
+        const uint32_t lo_word = sign_word(key, c_first >> 5);
+        const uint32_t hi_word = (c_first & 31u) ? sign_word(key, (c_first >> 5) + 1u) : lo_word;
+#pragma unroll
+        for (int b = 0; b < 32; ++b) {
+          const uint32_t c = c_first + b;
+          rs[r][32 * w + b] = sign_from_word<acc_t>((c >> 5) == (c_first >> 5) ? lo_word : hi_word, c & 31u);
+        }
+      } else {
+#pragma unroll
+        for (int b = 0; b < 32; ++b) rs[r][32 * w + b] = acc_t(0);
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < kBK; ++k) {
+      acc_t xa[kTM], rb[kTN];
+#pragma unroll
+      for (int a = 0; a < kTM; ++a) xa[a] = xs[k][ty * kTM + a];
+#pragma unroll
+      for (int b = 0; b < kTN; ++b) rb[b] = rs[k][tx * kTN + b];
+#pragma unroll
+      for (int a = 0; a < kTM; ++a)
+#pragma unroll
+        for (int b = 0; b < kTN; ++b) acc[a][b] += xa[a] * rb[b];
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int a = 0; a < kTM; ++a) {
+    const int64_t n = n0 + ty * kTM + a;
+    if (n >= N) continue;
+#pragma unroll
+    for (int b = 0; b < kTN; ++b) {
+      const int64_t j = j0 + tx * kTN + b;
+      if (j < K) out[n * K + j] += acc[a][b];
+    }
+  }
+}
+
+// G <- m' / (sqrt(v') + eps) for G [N, len] and state [len] broadcast over N (LESS's Adam direction).
+template <typename acc_t>
+__global__ void __launch_bounds__(256)
+    adam_direction_kernel(acc_t* __restrict__ G, const acc_t* __restrict__ m, const acc_t* __restrict__ v,
+                          int64_t N, int64_t len, acc_t b1, acc_t c1, acc_t b2, acc_t c2, acc_t eps) {
+  const int64_t total = N * len;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = idx % len;
+    const acc_t g = G[idx];
+    const acc_t m1 = b1 * m[i] + c1 * g;
+    const acc_t v1 = b2 * v[i] + c2 * g * g;
+    G[idx] = m1 / (sqrt(v1) + eps);
+  }
+}
+
+unsigned grid_for(int64_t total, int threads) {
+  return static_cast<unsigned>(std::clamp<int64_t>((total + threads - 1) / threads, 1, 65535 * 8));
+}
+
+void check_float(const at::Tensor& t, const char* op, const char* name, const at::Device& device) {
+  TORCH_CHECK(t.device() == device, op, ": ", name, " must be on ", device, ", got ", t.device());
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, ": ", name,
+              " must be float32, float64, bfloat16 or float16, got ", t.scalar_type());
+}
+
+void check_proj(int64_t k, int64_t row_offset, const char* op, const char* k_name = "proj_dim") {
+  TORCH_CHECK(k > 0, op, ": ", k_name, " must be positive, got ", k);
+  TORCH_CHECK(static_cast<uint64_t>(k) <= kColLimit, op, ": ", k_name, " must be at most 2^32, got ", k);
+  TORCH_CHECK((k + kBN - 1) / kBN <= 65535, op, ": ", k_name, " must be at most 65535 * ", kBN, " on CUDA");
+  TORCH_CHECK(row_offset >= 0, op, ": row_offset must be non-negative, got ", row_offset);
+}
+
+// out (N, K) acc dtype, contiguous, += x @ R[row0 : row0 + D, col0 : col0 + K]
+void project_accumulate(at::Tensor& out, const at::Tensor& x_in, int64_t seed, uint64_t row0, uint32_t col0) {
+  const at::Tensor x = x_in.size(1) > 0 && x_in.stride(1) != 1 ? x_in.contiguous() : x_in;
+  const int64_t N = x.size(0), D = x.size(1), K = out.size(1);
+  if (N == 0 || D == 0 || K == 0) return;
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const dim3 grid(static_cast<unsigned>((N + kBM - 1) / kBM), static_cast<unsigned>((K + kBN - 1) / kBN));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "companion_project_cuda", [&] {
+    using acc_t = acc_type_t<scalar_t>;
+    TORCH_CHECK(out.scalar_type() == c10::CppTypeToScalarType<acc_t>::value, "project: accumulator dtype");
+    project_kernel<scalar_t, acc_t><<<grid, kThreads, 0, stream>>>(
+        x.const_data_ptr<scalar_t>(), x.stride(0), N, D, out.mutable_data_ptr<acc_t>(), K,
+        sign_seed_base(seed), row0, col0);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+void random_signs_fill_cuda(at::Tensor& out, int64_t seed, int64_t row_offset, int64_t col_offset) {
+  const char* op = "companion::random_signs_fill";
+  TORCH_CHECK(out.device().is_cuda(), op, ": out must be a CUDA tensor, got ", out.device());
+  TORCH_CHECK(out.dim() == 2, op, ": out must be 2-D [rows, cols], got shape ", out.sizes());
+  TORCH_CHECK(out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble, op,
+              ": out must be float32 or float64, got ", out.scalar_type());
+  TORCH_CHECK(out.size(1) == 0 || out.stride(1) == 1, op, ": out must have unit column stride");
+  TORCH_CHECK(row_offset >= 0, op, ": row_offset must be non-negative, got ", row_offset);
+  TORCH_CHECK(col_offset >= 0 &&
+                  static_cast<uint64_t>(col_offset) + static_cast<uint64_t>(out.size(1)) <= kColLimit,
+              op, ": columns must lie in [0, 2^32): col_offset=", col_offset, ", cols=", out.size(1));
+  const c10::cuda::CUDAGuard guard(out.device());
+  const int64_t rows = out.size(0), cols = out.size(1);
+  if (rows == 0 || cols == 0) return;
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "companion_random_signs_cuda", [&] {
+    random_signs_kernel<scalar_t><<<grid_for(rows * cols, 256), 256, 0, stream>>>(
+        out.mutable_data_ptr<scalar_t>(), out.stride(0), rows, cols, sign_seed_base(seed),
+        static_cast<uint64_t>(row_offset), static_cast<uint32_t>(col_offset));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+at::Tensor project_cuda(const at::Tensor& x, int64_t proj_dim, int64_t seed, int64_t row_offset) {
+  const char* op = "companion::project";
+  TORCH_CHECK(x.device().is_cuda(), op, ": x must be a CUDA tensor, got ", x.device());
+  check_float(x, op, "x", x.device());
+  TORCH_CHECK(x.dim() == 2, op, ": x must be 2-D [N, D], got shape ", x.sizes());
+  check_proj(proj_dim, row_offset, op);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor out = at::zeros({x.size(0), proj_dim}, x.options().dtype(acc));  // (N, k)
+  project_accumulate(out, x, seed, static_cast<uint64_t>(row_offset), 0);
+  return out.mul_(1.0 / std::sqrt(static_cast<double>(proj_dim)));
+}
+
+void check_pair(const at::Tensor& a, const at::Tensor& g, const char* op) {
+  TORCH_CHECK(a.device().is_cuda(), op, ": activations must be a CUDA tensor, got ", a.device());
+  check_float(a, op, "activations", a.device());
+  check_float(g, op, "output_grads", a.device());
+  TORCH_CHECK(a.dim() == 3, op, ": activations must be 3-D [N, T, d_in], got shape ", a.sizes());
+  TORCH_CHECK(g.dim() == 3, op, ": output_grads must be 3-D [N, T, d_out], got shape ", g.sizes());
+  TORCH_CHECK(a.size(0) == g.size(0), op, ": activations and output_grads disagree on N: ", a.size(0), " vs ",
+              g.size(0));
+  TORCH_CHECK(a.size(1) == g.size(1), op, ": activations and output_grads disagree on T: ", a.size(1), " vs ",
+              g.size(1));
+}
+
+at::Tensor grad_project_dense_cuda(const at::Tensor& a_in, const at::Tensor& g_in, int64_t proj_dim,
+                                   int64_t seed, int64_t row_offset, const std::optional<at::Tensor>& exp_avg,
+                                   const std::optional<at::Tensor>& exp_avg_sq, double beta1, double beta2,
+                                   double eps) {
+  const char* op = "companion::grad_project_dense";
+  check_pair(a_in, g_in, op);
+  check_proj(proj_dim, row_offset, op);
+  const c10::cuda::CUDAGuard guard(a_in.device());
+  const int64_t N = a_in.size(0), d_in = a_in.size(2), d_out = g_in.size(2);
+  TORCH_CHECK(exp_avg.has_value() == exp_avg_sq.has_value(), op,
+              ": exp_avg and exp_avg_sq must be given together");
+  const at::ScalarType acc =
+      a_in.scalar_type() == at::kDouble && g_in.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor m, v;
+  if (exp_avg.has_value()) {
+    for (const at::Tensor* s : {&*exp_avg, &*exp_avg_sq}) {
+      const char* name = s == &*exp_avg ? "exp_avg" : "exp_avg_sq";
+      check_float(*s, op, name, a_in.device());
+      TORCH_CHECK(s->dim() == 2 && s->size(0) == d_out && s->size(1) == d_in, op, ": ", name,
+                  " must have the weight's shape [d_out, d_in] = [", d_out, ", ", d_in, "], got ",
+                  s->sizes());
+    }
+    m = exp_avg->to(acc).contiguous();
+    v = exp_avg_sq->to(acc).contiguous();
+  }
+  const at::Tensor a = a_in.to(acc), g = g_in.to(acc);
+  at::Tensor out = at::zeros({N, proj_dim}, a.options());  // (N, k)
+  if (N == 0 || d_in == 0 || d_out == 0) return out;
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const int64_t ob = std::clamp<int64_t>(kGradBlockElems / std::max<int64_t>(1, N * d_in), 1, d_out);
+  for (int64_t o0 = 0; o0 < d_out; o0 += ob) {
+    const int64_t obw = std::min(ob, d_out - o0);
+    at::Tensor G = at::bmm(g.narrow(2, o0, obw).transpose(1, 2), a).contiguous();  // (N, obw, d_in)
+    if (m.defined()) {
+      const int64_t len = obw * d_in;
+      AT_DISPATCH_FLOATING_TYPES(acc, "companion_adam_direction_cuda", [&] {
+        adam_direction_kernel<scalar_t><<<grid_for(N * len, 256), 256, 0, stream>>>(
+            G.mutable_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>() + o0 * d_in,
+            v.const_data_ptr<scalar_t>() + o0 * d_in, N, len, static_cast<scalar_t>(beta1),
+            static_cast<scalar_t>(1.0 - beta1), static_cast<scalar_t>(beta2),
+            static_cast<scalar_t>(1.0 - beta2), static_cast<scalar_t>(eps));
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    }
+    project_accumulate(out, G.view({N, obw * d_in}), seed,
+                       static_cast<uint64_t>(row_offset) + static_cast<uint64_t>(o0 * d_in), 0);
+  }
+  return out.mul_(1.0 / std::sqrt(static_cast<double>(proj_dim)));
+}
+
+at::Tensor grad_project_kronecker_cuda(const at::Tensor& a_in, const at::Tensor& g_in, int64_t k_out,
+                                       int64_t k_in, int64_t seed, int64_t row_offset) {
+  const char* op = "companion::grad_project_kronecker";
+  check_pair(a_in, g_in, op);
+  check_proj(k_out, row_offset, op, "k_out");
+  check_proj(k_in, row_offset, op, "k_in");
+  TORCH_CHECK(static_cast<uint64_t>(k_out) <= kKroneckerOutColOffset, op, ": k_out must be at most 2^31");
+  TORCH_CHECK(static_cast<uint64_t>(k_in) <= kKroneckerOutColOffset, op, ": k_in must be at most 2^31");
+  const c10::cuda::CUDAGuard guard(a_in.device());
+  const int64_t N = a_in.size(0), T = a_in.size(1), d_in = a_in.size(2), d_out = g_in.size(2);
+  const at::ScalarType acc =
+      a_in.scalar_type() == at::kDouble && g_in.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor a = a_in.to(acc), g = g_in.to(acc);
+  at::Tensor p_in = at::empty({d_in, k_in}, a.options());     // (d_in, k_in)
+  at::Tensor p_out = at::empty({d_out, k_out}, a.options());  // (d_out, k_out)
+  random_signs_fill_cuda(p_in, seed, row_offset, 0);
+  random_signs_fill_cuda(p_out, seed, row_offset, static_cast<int64_t>(kKroneckerOutColOffset));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(k_out) * static_cast<double>(k_in));
+  // The cheaper of the two contraction orders (as on CPU).
+  const double via_t = double(T) * (double(d_in) * k_in + double(d_out) * k_out + double(k_out) * k_in);
+  const double right_first = double(d_out) * d_in * k_in + double(k_out) * d_out * k_in;
+  const double left_first = double(k_out) * d_out * d_in + double(k_out) * d_in * k_in;
+  const double via_g = double(T) * d_out * d_in + std::min(right_first, left_first);
+  at::Tensor out;
+  if (via_t <= via_g) {
+    out = at::bmm(at::matmul(g, p_out).transpose(1, 2), at::matmul(a, p_in));  // (N, k_out, k_in)
+  } else {  // G_n for chunks of examples, never all N at once
+    out = at::empty({N, k_out, k_in}, a.options());
+    const int64_t nc = std::max<int64_t>(1, kGradBlockElems / std::max<int64_t>(1, d_out * d_in));
+    for (int64_t n0 = 0; n0 < N; n0 += nc) {
+      const int64_t w = std::min(nc, N - n0);
+      // (w, d_out, d_in)
+      const at::Tensor G = at::bmm(g.narrow(0, n0, w).transpose(1, 2), a.narrow(0, n0, w));
+      out.narrow(0, n0, w).copy_(right_first <= left_first ? at::matmul(p_out.t(), at::matmul(G, p_in))
+                                                           : at::matmul(at::matmul(p_out.t(), G), p_in));
+    }
+  }
+  return out.reshape({N, k_out * k_in}).mul_(scale);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(companion, CUDA, m) {
+  m.impl("random_signs_fill", &random_signs_fill_cuda);
+  m.impl("project", &project_cuda);
+  m.impl("grad_project_dense", &grad_project_dense_cuda);
+  m.impl("grad_project_kronecker", &grad_project_kronecker_cuda);
+}
+
+}  // namespace companion
