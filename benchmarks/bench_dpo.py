@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from common.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROVIDERS = ("eager", "compiled", "chunked", "ours")
 BASELINES = ("eager", "compiled", "chunked")
@@ -120,24 +122,6 @@ def _step_fn(provider: str):
     return step
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as f:  # "5": reset the peak RSS (Linux >= 4.0)
-        f.write("5")
-
-
 def worker(provider: str, B: int, T: int, H: int, V: int, runs: int, device: str) -> dict[str, Any]:
     """Runs in its own process: memory of one call after a warm-up, then the median time of `runs` calls."""
     inputs = _inputs(B, T, H, V, device)
@@ -156,11 +140,11 @@ def worker(provider: str, B: int, T: int, H: int, V: int, runs: int, device: str
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _rss_bytes()
-        _reset_peak_rss()
+        base = rss_bytes()
+        reset_peak_rss()
     loss = step(*inputs)
     sync()
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda" else _peak_rss_bytes()) - base
+    peak = (torch.cuda.max_memory_allocated() if device == "cuda" else peak_rss_bytes()) - base
     seconds = []
     for _ in range(runs):
         clear()

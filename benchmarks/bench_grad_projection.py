@@ -44,6 +44,7 @@ from torch import nn
 
 from common.atomic import atomic_write_json
 from common.env_info import environment
+from common.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
 from common.plotting import new_figure, save
 
 PROVIDERS = ("less_loop", "torch_func", "ours_dense", "ours_kronecker", "limit")
@@ -183,28 +184,6 @@ def make_provider(name: str, model: nn.Module, opt: torch.optim.Optimizer, proj_
     raise ValueError(f"unknown provider {name!r}; valid: {PROVIDERS}")
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
-
-
 def run_provider(
     name: str, proj_dim: int, n_examples: int, batch_size: int, device: str, threads: int
 ) -> dict:
@@ -212,8 +191,8 @@ def run_provider(
     torch.set_num_threads(threads)
     model, (x, y), opt = setup(n_examples + batch_size, device)
     load_before = os.getloadavg()
-    baseline = _rss_bytes()
-    reset = _reset_peak_rss()
+    baseline = rss_bytes()
+    reset = reset_peak_rss()
     prepare, featurize = make_provider(name, model, opt, proj_dim, device)
     prepare()
     warm = featurize((x[:batch_size], y[:batch_size]))  # warm-up (allocations, one-time init); untimed
@@ -237,7 +216,7 @@ def run_provider(
         "seconds": seconds,
         "examples_per_s": n_examples / seconds,
         "baseline_rss_mb": baseline / 2**20,
-        "peak_rss_above_baseline_mb": (_peak_rss_bytes() - baseline) / 2**20 if reset else None,
+        "peak_rss_above_baseline_mb": (peak_rss_bytes() - baseline) / 2**20 if reset else None,
         "check_features": features[0].tolist() if features else None,
         "loadavg_before": load_before,
         "loadavg": os.getloadavg(),
