@@ -103,7 +103,7 @@ def check_gradient_mechanism() -> list[Claim]:
             1e-12,
             paper_value="the mechanism: the gradient reads the target's degree-1 Fourier coefficients",
             details=f"|in-support - rho| max {err_in:.2e}; off-support max {err_out:.2e}; "
-                    f"labels max {err_labels:.2e}",
+            f"labels max {err_labels:.2e}",
         )
     )
     # (b) random init: RMS per coordinate class, for each n.
@@ -135,7 +135,7 @@ def check_gradient_mechanism() -> list[Claim]:
             "<=",
             -(K - 1) / 2 + 0.5,
             paper_value="labels / one-shot: gradient signal n^{-Omega(k)} (CSQ lower bound, "
-                        "Omega(n^{k-1}) samples)",
+            "Omega(n^{k-1}) samples)",
             details=table,
         )
     )
@@ -149,7 +149,7 @@ def check_gradient_mechanism() -> list[Claim]:
             ">=",
             -0.25,
             paper_value="intermediate teacher: in-support gradient Omega(degree-1 "
-                        "correlation), poly(n) samples",
+            "correlation), poly(n) samples",
             details=table,
         )
     )

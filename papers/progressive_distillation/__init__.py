@@ -13,6 +13,7 @@ PAPER = Paper(
     arxiv="2410.05464",
     figure_modules=(
         "papers.progressive_distillation.fig_parity_acceleration",
+        "papers.progressive_distillation.fig_checkpoint_selection",
         "papers.progressive_distillation.fig_implicit_curriculum",
     ),
 )

@@ -8,7 +8,7 @@ in-support degree-1 correlations spike to ~0.1 mid-transition (~1e7 steps), Rest
 same teachers as Figure 1 (n = 30, k = 6, width 2000; cached across figures) and `eval` fresh samples per
 checkpoint (exact enumeration of all 2^n inputs when n <= 20), via common.ops.sparse_parity.
 
-Cost: default ~20 s after Figure 1's teachers exist (3 seeds x 49 checkpoints x 50k samples); quick ~10 s.
+Cost: default 15 s after Figure 1's teachers exist (3 seeds x 81 checkpoints x 50k samples); quick 2 s.
 """
 
 from __future__ import annotations

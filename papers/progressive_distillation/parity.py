@@ -281,6 +281,7 @@ def train_students(
     reached = np.zeros(E, dtype=bool)
     cached_idx: tuple[int, ...] | None = None
     w: tuple[torch.Tensor, ...] = ()
+    sd = back = torch.zeros(0, dtype=torch.long)
     for step in range(steps + 1):
         if step % setup.eval_every == 0 or step == steps:
             with torch.no_grad():
@@ -305,16 +306,22 @@ def train_students(
             assert teachers is not None, "a distillation schedule needs teachers"
             key = tuple(-1 if i is None else i for i in idx)
             if key != cached_idx:  # teacher weights change only when some member moves to a new checkpoint
-                ck = torch.tensor([max(i, 0) for i in key])
+                # members that share (checkpoint, seed) see the same batch: run each distinct teacher once
+                pairs = sorted({(max(i, 0), sp.seed) for i, sp in zip(key, specs, strict=True)})
+                ck = torch.tensor([c for c, _ in pairs])
+                sd = torch.tensor([s for _, s in pairs])
+                back = torch.tensor(
+                    [pairs.index((max(i, 0), sp.seed)) for i, sp in zip(key, specs, strict=True)]
+                )
                 w = (
-                    teachers.weight1[ck, seed_of],
-                    teachers.bias1[ck, seed_of],
-                    teachers.weight2[ck, seed_of],
-                    teachers.bias2[ck, seed_of],
+                    teachers.weight1[ck, sd],
+                    teachers.bias1[ck, sd],
+                    teachers.weight2[ck, sd],
+                    teachers.bias2[ck, sd],
                 )
                 cached_idx = key
             with torch.no_grad():
-                t_logits = ensemble_mlp(x, *w)  # (E, B, 2)
+                t_logits = ensemble_mlp(x_s[sd], *w)[back]  # (U, B, 2) distinct teachers -> (E, B, 2)
             for tau in temps:
                 rows_l = [e for e in range(E) if not is_label[e] and specs[e].temperature == tau]
                 if rows_l:
