@@ -196,3 +196,14 @@ def test_sigkill_mid_run_leaves_whole_files_and_rerun_resumes(tmp_path):
     assert len(computed) - len(set(computed)) <= 1  # at most the unit in flight at the kill is redone
     assert set(computed) == {f"unit{i}" for i in range(8)}
     assert not list(out.rglob(".tmp-*"))
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    path = atomic_write_json(tmp_path / "r.json", {"a": 1})
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
