@@ -25,8 +25,19 @@ from common.data import (
 
 # ------------------------------------------------------------------------------------------- tokenizer
 
-TRICKY = ["", "a", "hé", "日本語", "emoji 🧪🚀 + ZWJ 👩‍🔬", "e\u0301 combining", "\x00nul\x7f", "\r\n\t",
-          "<bos> is just text", "\U0010ffff", "\ufffd"]
+TRICKY = [
+    "",
+    "a",
+    "hé",
+    "日本語",
+    "emoji 🧪🚀 + ZWJ 👩‍🔬",
+    "e\u0301 combining",
+    "\x00nul\x7f",
+    "\r\n\t",
+    "<bos> is just text",
+    "\U0010ffff",
+    "\ufffd",
+]
 
 
 @settings(max_examples=200, deadline=None)
@@ -184,8 +195,10 @@ def test_sentence_lengths(toy: PCFG) -> None:
     assert 16 <= lo and hi <= 81  # 2**levels .. 3**levels for rule lengths 2-3
     assert lengths.min() >= lo and lengths.max() <= hi
     se = lengths.std() / math.sqrt(len(lengths))
-    print(f"cfg3_toy(0) sentence length: mean {lengths.mean():.2f} (exact {toy.expected_length():.4f}), "
-          f"sd {lengths.std():.2f}, range {lengths.min()}..{lengths.max()}")
+    print(
+        f"cfg3_toy(0) sentence length: mean {lengths.mean():.2f} (exact {toy.expected_length():.4f}), "
+        f"sd {lengths.std():.2f}, range {lengths.min()}..{lengths.max()}"
+    )
     assert abs(lengths.mean() - toy.expected_length()) < 4 * se
     assert 35 <= lengths.mean() <= 55  # "about 50 tokens" for the CPU toy
 
@@ -193,8 +206,9 @@ def test_sentence_lengths(toy: PCFG) -> None:
 def test_trees_are_consistent(toy: PCFG) -> None:
     for sentence, tree in toy.sample_with_trees(200, seed=3):
         check_tree(toy, sentence, tree)
-    g = PCFG.random(levels=3, symbols_per_level=[2, 4], rules_per_symbol=3, rule_lengths=(1, 2, 3),
-                    terminals=4, seed=11)
+    g = PCFG.random(
+        levels=3, symbols_per_level=[2, 4], rules_per_symbol=3, rule_lengths=(1, 2, 3), terminals=4, seed=11
+    )
     for sentence, tree in g.sample_with_trees(200, seed=0):
         check_tree(g, sentence, tree)
 
@@ -232,15 +246,23 @@ def test_inside_matches_hand_computation_and_normalizes() -> None:
     # P(0 1) = P(S->B) P(B->0 1) + P(S->A B) P(A->0) P(B->1)
     assert g.inside_log_prob([0, 1]) == pytest.approx(math.log(0.3 * 0.6 + 0.2 * 0.7 * 0.4), abs=1e-12)
     lo, hi = g.length_range()
-    total = sum(math.exp(g.inside_log_prob(list(s)))
-                for n in range(lo, hi + 1) for s in itertools.product(range(2), repeat=n))
+    total = sum(
+        math.exp(g.inside_log_prob(list(s)))
+        for n in range(lo, hi + 1)
+        for s in itertools.product(range(2), repeat=n)
+    )
     assert total == pytest.approx(1.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("grammar", ["tiny", "random"])
 def test_empirical_frequencies_match_inside(grammar: str) -> None:
-    g = PCFG.from_dict(TINY) if grammar == "tiny" else PCFG.random(
-        levels=2, symbols_per_level=2, rules_per_symbol=2, rule_lengths=(1, 2), terminals=2, seed=4)
+    g = (
+        PCFG.from_dict(TINY)
+        if grammar == "tiny"
+        else PCFG.random(
+            levels=2, symbols_per_level=2, rules_per_symbol=2, rule_lengths=(1, 2), terminals=2, seed=4
+        )
+    )
     n = 20_000
     counts: dict[tuple[int, ...], int] = {}
     for s in g.sample(n, seed=0):
@@ -336,8 +358,9 @@ def test_gensim_corpora(name: str, docs: int, tokens: int, first: list[str]) -> 
     corpus = load_gensim_corpus(name)
     assert len(corpus) == docs
     assert sum(len(d) for d in corpus) == tokens
-    assert all(d and all(isinstance(t, str) and t and not any(c.isspace() for c in t) for t in d)
-               for d in corpus)
+    assert all(
+        d and all(isinstance(t, str) and t and not any(c.isspace() for c in t) for t in d) for d in corpus
+    )
     assert corpus[0][: len(first)] == first
     assert all(t == t.lower() for d in corpus for t in d)
 

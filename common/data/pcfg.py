@@ -212,23 +212,28 @@ class PCFG:
             else:  # pragma: no cover - only for near-infeasible shapes
                 raise ValueError(f"level {lvl}: could not reach every symbol below in 10000 draws")
             rules.append(tuple(level_rules))
-        meta = tuple(sorted((
-            ("generator", "PCFG.random"),
-            ("levels", levels),
-            ("symbols_per_level", sizes[1:-1]),
-            ("rules_per_symbol", rules_per_symbol),
-            ("rule_lengths", lengths),
-            ("terminals", terminals),
-            ("seed", seed),
-        )))
+        meta = tuple(
+            sorted(
+                (
+                    ("generator", "PCFG.random"),
+                    ("levels", levels),
+                    ("symbols_per_level", sizes[1:-1]),
+                    ("rules_per_symbol", rules_per_symbol),
+                    ("rule_lengths", lengths),
+                    ("terminals", terminals),
+                    ("seed", seed),
+                )
+            )
+        )
         return cls(rules=tuple(rules), num_terminals=terminals, meta=meta)
 
     @classmethod
     def cfg3_toy(cls, seed: int = 0) -> PCFG:
         """The CPU default: cfg3b's shape cut to 4 levels (1 root, 3 + 3 + 3 symbols, 2 rules of length 2-3
         each, 3 terminals). Such grammars make sentences of 16..81 tokens; seed 0's have 25..66, mean 43.4."""
-        return cls.random(levels=4, symbols_per_level=3, rules_per_symbol=2, rule_lengths=(2, 3),
-                          terminals=3, seed=seed)
+        return cls.random(
+            levels=4, symbols_per_level=3, rules_per_symbol=2, rule_lengths=(2, 3), terminals=3, seed=seed
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description; `PCFG.from_dict(g.to_dict()) == g`."""
@@ -248,8 +253,10 @@ class PCFG:
         if d.get("format", FORMAT) != FORMAT:
             raise ValueError(f"unknown grammar format {d.get('format')!r}; expected {FORMAT!r}")
         rules = tuple(
-            tuple(tuple(Rule(tuple(int(c) for c in r["rhs"]), float(r["prob"])) for r in prods)
-                  for prods in symbols)
+            tuple(
+                tuple(Rule(tuple(int(c) for c in r["rhs"]), float(r["prob"])) for r in prods)
+                for prods in symbols
+            )
             for symbols in d["levels"]
         )
         meta = tuple(sorted((d.get("meta") or {}).items()))
@@ -415,12 +422,16 @@ class PCFG:
         for symbols in reversed(self.rules):
             products: dict[tuple[int, ...], np.ndarray] = {}
 
-            def product(rhs: tuple[int, ...], below: list[np.ndarray] = below,
-                        products: dict[tuple[int, ...], np.ndarray] = products) -> np.ndarray:
+            def product(
+                rhs: tuple[int, ...],
+                below: list[np.ndarray] = below,
+                products: dict[tuple[int, ...], np.ndarray] = products,
+            ) -> np.ndarray:
                 # Memoised on prefixes: rules sharing a prefix share its matrix products.
                 if rhs not in products:
-                    products[rhs] = below[rhs[0]] if len(rhs) == 1 else _log_matmul(
-                        product(rhs[:-1]), below[rhs[-1]])
+                    products[rhs] = (
+                        below[rhs[0]] if len(rhs) == 1 else _log_matmul(product(rhs[:-1]), below[rhs[-1]])
+                    )
                 return products[rhs]
 
             level = []

@@ -35,8 +35,10 @@ GENSIM_CORPORA: dict[str, str] = {
 
 
 def _missing(package: str, pip_name: str, what: str) -> ImportError:
-    return ImportError(f"{what} needs the '{package}' package, which is not installed; "
-                       f"install it with: pip install {pip_name}")
+    return ImportError(
+        f"{what} needs the '{package}' package, which is not installed; "
+        f"install it with: pip install {pip_name}"
+    )
 
 
 def load_digits_split(
@@ -94,8 +96,10 @@ def gensim_corpus_path(name: str) -> Path:
         raise _missing("gensim", "gensim", "load_gensim_corpus") from err
     path = Path(datapath(GENSIM_CORPORA[name]))
     if not path.is_file():
-        raise FileNotFoundError(f"gensim is installed but its test file {path} is missing; "
-                                "reinstall it with: pip install --force-reinstall gensim")
+        raise FileNotFoundError(
+            f"gensim is installed but its test file {path} is missing; "
+            "reinstall it with: pip install --force-reinstall gensim"
+        )
     return path
 
 

@@ -172,8 +172,9 @@ class ByteTokenizer:
         seqs = [self.encode(t, add_bos=add_bos, add_eos=add_eos) for t in texts]
         return pad_sequences(seqs, self.pad_id, max_len=max_len, pad_to=pad_to)
 
-    def batch_decode(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                     skip_special: bool = True) -> list[str]:
+    def batch_decode(
+        self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None, skip_special: bool = True
+    ) -> list[str]:
         """Decode a (B, T) batch; positions where `attention_mask` is False are dropped."""
         if ids.dim() != 2:
             raise ValueError(f"batch_decode takes ids of shape (B, T), got {tuple(ids.shape)}")

@@ -55,3 +55,27 @@ def require_kernel(op: str, device: torch.device) -> None:
             f"(CUDA kernels are built only when torch has CUDA and a CUDA toolkit is found); rebuild with "
             f"{BUILD_HINT} on a CUDA machine, or set {REFERENCE_ENV}=1"
         )
+
+
+def register_not_differentiable(op: str, why: str, reference: str) -> None:
+    """Make differentiating through `companion::<op>` raise an error that says why and what to use instead.
+
+    Without a registration, autograd would only warn and treat the op's outputs as constants, so a gradient
+    through it (for a backward kernel: `create_graph=True`, double backward) would be silently wrong. With
+    it, the forward works as before and a backward through it names `reference`, the differentiable
+    pure-PyTorch twin.
+    """
+
+    def _setup_context(ctx, inputs, output) -> None:
+        pass
+
+    def _backward(ctx, *grads):
+        raise RuntimeError(
+            f"companion::{op} has no derivative ({why}); use {reference}, the differentiable "
+            "pure-PyTorch reference, to differentiate through it"
+        )
+
+    torch.library.register_autograd(f"companion::{op}", _backward, setup_context=_setup_context)
+
+
+DOUBLE_BACKWARD = "it is a fused backward kernel: double backward, create_graph=True, is not implemented"

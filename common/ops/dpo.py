@@ -30,7 +30,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from common.ops._extension import extension_available, require_kernel, use_reference_ops
+from common.ops._extension import (
+    DOUBLE_BACKWARD,
+    extension_available,
+    register_not_differentiable,
+    require_kernel,
+    use_reference_ops,
+)
 
 LOSS_TYPES = ("sigmoid", "robust", "hinge", "ipo")
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
@@ -486,6 +492,12 @@ def _register() -> None:
                 "hidden states and weight were not computed; call it with compute_grad=True "
                 "(fused_linear_dpo_loss decides this from requires_grad)"
             )
+        if torch.is_grad_enabled() and any(needs[:3]):  # backward(create_graph=True)
+            raise RuntimeError(
+                "companion::fused_linear_dpo has no second derivative: its gradients are constants computed "
+                "in the forward call, so double backward (create_graph=True) would be silently wrong; use "
+                "common.ops.fused_linear_dpo_loss_reference for higher-order derivatives"
+            )
         out = [None] * 14
         if needs[0]:
             out[0] = grad_loss * grad_hc
@@ -503,6 +515,8 @@ def _register() -> None:
     torch.library.register_autograd(
         "companion::fused_linear_dpo", _fused_backward, setup_context=_fused_setup
     )
+    register_not_differentiable("token_logps_backward", DOUBLE_BACKWARD, "common.ops.token_logps_reference")
+    register_not_differentiable("dpo_loss_backward", DOUBLE_BACKWARD, "common.ops.dpo_loss_reference")
 
 
 if extension_available():

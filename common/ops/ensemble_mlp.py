@@ -25,7 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.ops._extension import extension_available, require_kernel, use_reference_ops
+from common.ops._extension import (
+    DOUBLE_BACKWARD,
+    extension_available,
+    register_not_differentiable,
+    require_kernel,
+    use_reference_ops,
+)
 from common.ops.sparse_parity import num_words, pack, unpack_reference
 
 # ---------------------------------------------------------------------------------------------- op
@@ -291,6 +297,7 @@ def _register() -> None:
     torch.library.register_autograd(
         "companion::ensemble_mlp_forward", _backward, setup_context=_setup_context
     )
+    register_not_differentiable("ensemble_mlp_backward", DOUBLE_BACKWARD, "common.ops.ensemble_mlp_reference")
 
 
 if extension_available():

@@ -31,7 +31,12 @@ from collections.abc import Sequence
 
 import torch
 
-from common.ops._extension import extension_available, require_kernel, use_reference_ops
+from common.ops._extension import (
+    extension_available,
+    register_not_differentiable,
+    require_kernel,
+    use_reference_ops,
+)
 
 __all__ = [
     "COL_LIMIT",
@@ -467,6 +472,17 @@ def _register() -> None:
         torch._check(activations.dim() == 3 and output_grads.dim() == 3, lambda: "inputs must be 3-D")
         dtype = _acc_dtype(activations, output_grads)
         return activations.new_empty(activations.shape[0], k_out * k_in, dtype=dtype)  # (N, k)
+
+    # Features, not training ops: nothing differentiates through them in LESS, TRAK or LoGra, so a backward
+    # is not implemented; one through them errors instead of silently returning zeros.
+    why = "a feature-extraction kernel: gradients through the projection are not implemented"
+    register_not_differentiable("project", why, "common.ops.project_reference")
+    register_not_differentiable(
+        "grad_project_dense", why, "common.ops.per_sample_linear_grads_projected_reference"
+    )
+    register_not_differentiable(
+        "grad_project_kronecker", why, "common.ops.per_sample_linear_grads_projected_reference"
+    )
 
 
 if extension_available():

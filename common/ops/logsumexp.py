@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import torch
 
-from common.ops._extension import extension_available, require_kernel, use_reference_ops
+from common.ops._extension import (
+    DOUBLE_BACKWARD,
+    extension_available,
+    register_not_differentiable,
+    require_kernel,
+    use_reference_ops,
+)
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
@@ -76,6 +82,7 @@ def _register() -> None:
         return torch.ops.companion.logsumexp_backward(grad, x, lse)  # (N, V)
 
     torch.library.register_autograd("companion::logsumexp", _backward, setup_context=_setup_context)
+    register_not_differentiable("logsumexp_backward", DOUBLE_BACKWARD, "common.ops.logsumexp_reference")
 
 
 if extension_available():

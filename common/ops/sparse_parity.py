@@ -406,6 +406,22 @@ def _register() -> None:
         "companion::monomial_correlations", _backward, setup_context=_setup_context
     )
 
+    # The backward is linear in `grad` with the forward as its adjoint: (1/N) chi^T and (1/N) chi. Its own
+    # derivative is therefore the forward op, which makes double backward exact (a Hessian-vector product
+    # through the correlations is just another correlation).
+    def _backward_setup_context(ctx, inputs, output) -> None:
+        _, x_packed, masks = inputs
+        ctx.save_for_backward(x_packed, masks)
+
+    def _backward_backward(ctx, grad_grad_f):
+        x_packed, masks = ctx.saved_tensors
+        grad_grad = torch.ops.companion.monomial_correlations(x_packed, grad_grad_f, masks)  # (S, C)
+        return grad_grad, None, None
+
+    torch.library.register_autograd(
+        "companion::monomial_correlations_backward", _backward_backward, setup_context=_backward_setup_context
+    )
+
 
 if extension_available():
     _register()

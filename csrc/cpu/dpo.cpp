@@ -18,7 +18,7 @@
 // N x V x H in all against the 3 of a materialized implementation, in exchange for O(chunk) memory; the
 // fused DPO op needs the pass-1 sequence log-probs of both sides before any dz is known, so it cannot
 // skip the recomputation without holding a pair's full [2T, V] logits.
-// Threads (at::parallel_for, one region per row chunk and pass) take vocabulary chunks dynamically and run
+// Threads (at::parallel_for, one region per row chunk and pass) own fixed runs of vocabulary chunks and run
 // their chunk's GEMMs (ATen, single-threaded inside the region) and element-wise loops on their own.
 // float32 and float64; the float64 path is the high-precision check of the float32 one.
 //
@@ -35,7 +35,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -124,21 +123,23 @@ void gather_rows(const Rows<scalar_t>& rows, int64_t r0, int64_t len, scalar_t* 
   for (int64_t i = 0; i < len; ++i) std::memcpy(buf + i * H, rows.h[r0 + i], sizeof(scalar_t) * H);
 }
 
-// Runs fn(worker, chunk) for every vocabulary chunk, chunks handed out dynamically to one worker per
-// thread inside a single parallel region. Each worker's GEMMs run single-threaded (ATen and MKL do not
-// nest inside a parallel region), so the only barrier is the region's end: on a busy machine a
-// descheduled thread delays one chunk, not every GEMM and element-wise loop (a chunk-by-chunk version
-// with multithreaded GEMMs measured 1.45 s instead of 0.52 s per forward+backward when one other process
-// was busy on the 2-core dev machine).
+// Runs fn(worker, chunk) for every vocabulary chunk inside a single parallel region: worker w owns the
+// contiguous chunks [w C / W, (w + 1) C / W) and visits them in order. Each worker's GEMMs run
+// single-threaded (ATen and MKL do not nest inside a parallel region), so the only barrier is the region's
+// end (a chunk-by-chunk version with multithreaded GEMMs measured 1.45 s instead of 0.52 s per
+// forward+backward when one other process was busy on the 2-core dev machine). The assignment is static,
+// not first-come: the workers' partial sums (grad_h, the online log-sum-exp states) are then summed in a
+// fixed order, so the same inputs give the same bits on every call (a dynamic hand-out made backward
+// non-reentrant, which gradcheck caught).
 template <typename Fn>
 void for_each_vocab_chunk(int64_t num_chunks, int64_t num_workers, const Fn& fn) {
-  std::atomic<int64_t> next{0};
   at::parallel_for(0, num_workers, 1, [&](int64_t begin, int64_t end) {
     // Worker threads do not inherit the caller's dispatch state: without this guard the chunk GEMMs would
     // go through autograd again (and refuse out= on a weight that requires grad).
     const at::AutoDispatchBelowADInplaceOrView below_autograd;
     for (int64_t worker = begin; worker < end; ++worker) {
-      for (int64_t c = next.fetch_add(1); c < num_chunks; c = next.fetch_add(1)) fn(worker, c);
+      const int64_t first = worker * num_chunks / num_workers, last = (worker + 1) * num_chunks / num_workers;
+      for (int64_t c = first; c < last; ++c) fn(worker, c);
     }
   });
 }
