@@ -386,22 +386,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_mlp_backward
     constexpr int HC = parity::Simd<scalar_t>::kChunk;
     const int64_t chunks = (s.H + HC - 1) / HC;
     const std::vector<uint16_t> nib = nibble_offsets<scalar_t>(x_packed, s);
+    const int64_t X = s.shared_x ? 1 : s.E, blocks = (s.B + parity::kBackwardBlock - 1) / parity::kBackwardBlock;
+    std::vector<int32_t> order(static_cast<size_t>(X * blocks * s.G * parity::kBackwardBlock));
+    std::vector<int32_t> starts(static_cast<size_t>(X * blocks * s.G * (kPatterns + 1)));
+    parity::bucket_order<scalar_t>(nib.data(), X, s.B, s.G, order.data(), starts.data());
     const scalar_t *w1p = w1t.const_data_ptr<scalar_t>(), *b1p = b1.const_data_ptr<scalar_t>();
     const scalar_t *w2p = w2.const_data_ptr<scalar_t>(), *gp = grad.const_data_ptr<scalar_t>();
     scalar_t *gw1p = gw1t.mutable_data_ptr<scalar_t>(), *gb1p = gb1.mutable_data_ptr<scalar_t>();
     scalar_t *gw2p = gw2.mutable_data_ptr<scalar_t>(), *gb2p = gb2.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, s.E * chunks, task_grain(2 * s.B * s.G * HC), [&](int64_t begin, int64_t end) {
       std::vector<scalar_t> table(static_cast<size_t>(s.G * kPatterns * HC));
-      std::vector<scalar_t> buckets(table.size());
+      std::vector<scalar_t> buckets(table.size()), gh_block(static_cast<size_t>(parity::kBackwardBlock * HC));
       std::vector<scalar_t> acc2(static_cast<size_t>(s.C * HC)), w2pad(acc2.size());
       for (int64_t task = begin; task < end; ++task) {
         const int64_t e = task / chunks, h0 = (task % chunks) * HC, hc = std::min<int64_t>(HC, s.H - h0);
         parity::build_tables<scalar_t>(w1p + e * s.n * s.H + h0, s.H, s.n, s.G, b1p + e * s.H + h0, hc,
                                        table.data());
         parity::pad_w2<scalar_t>(w2p + e * s.C * s.H + h0, s.H, s.C, hc, w2pad.data());
-        const uint16_t* nb = nib.data() + (s.shared_x ? 0 : e * s.B * s.G);
+        const int64_t x = s.shared_x ? 0 : e;
+        const uint16_t* nb = nib.data() + x * s.B * s.G;
         parity::backward_chunk<scalar_t>(table.data(), nb, s.B, s.G, s.n, w2pad.data(), s.H, s.C,
-                                             hc, gp + e * s.B * s.C, buckets.data(), acc2.data(),
+                                             hc, gp + e * s.B * s.C,
+                                             order.data() + x * blocks * s.G * parity::kBackwardBlock,
+                                             starts.data() + x * blocks * s.G * (kPatterns + 1),
+                                             gh_block.data(), buckets.data(), acc2.data(),
                                              gw1p + e * s.n * s.H + h0, gb1p + e * s.H + h0,
                                              gw2p + e * s.C * s.H + h0);
         if (h0 == 0) {  // d out / d b2 = 1: db2[e, c] = sum_b grad[e, b, c], once per member
