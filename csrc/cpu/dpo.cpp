@@ -23,7 +23,7 @@
 // float32 and float64; the float64 path is the high-precision check of the float32 one.
 //
 // This is the only CPU file of the op family that touches torch; the math lives in dpo_loss.h and
-// online_logsumexp.h.
+// online_logsumexp.h, the argument checks (shared with the CUDA file) in dpo_checks.h.
 #include <ATen/Dispatch.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/Parallel.h>
@@ -38,6 +38,7 @@
 #include <cstring>
 #include <vector>
 
+#include "dpo_checks.h"
 #include "dpo_loss.h"
 #include "online_logsumexp.h"
 
@@ -52,58 +53,6 @@ namespace {
 // at most the remaining element-wise share.
 constexpr int64_t kRowChunk = 1024;
 constexpr int64_t kVocabChunk = 512;
-
-int dpo_loss_type_from_name(c10::string_view name, const char* op) {
-  if (name == "sigmoid") return kDpoSigmoid;
-  if (name == "robust") return kDpoRobust;
-  if (name == "hinge") return kDpoHinge;
-  if (name == "ipo") return kDpoIpo;
-  TORCH_CHECK_VALUE(false, op, ": loss_type must be one of sigmoid, robust, hinge, ipo, got '", name, "'");
-  return -1;
-}
-
-DpoParams make_params(double beta, c10::string_view loss_type, double label_smoothing, bool reference_free,
-                      const char* op) {
-  const int type = dpo_loss_type_from_name(loss_type, op);
-  TORCH_CHECK_VALUE(beta > 0.0, op, ": beta must be > 0, got ", beta);
-  if (type == kDpoRobust) {
-    TORCH_CHECK_VALUE(label_smoothing >= 0.0 && label_smoothing < 0.5, op,
-                      ": label_smoothing must lie in [0, 0.5) for loss_type 'robust', got ", label_smoothing);
-  } else if (type == kDpoSigmoid) {
-    TORCH_CHECK_VALUE(label_smoothing >= 0.0 && label_smoothing <= 1.0, op,
-                      ": label_smoothing must lie in [0, 1], got ", label_smoothing);
-  } else {
-    TORCH_CHECK_VALUE(label_smoothing == 0.0, op, ": label_smoothing applies to 'sigmoid' and 'robust' only, got ",
-                      label_smoothing, " with '", loss_type, "'");
-  }
-  return DpoParams{beta, label_smoothing, type, reference_free};
-}
-
-void check_float(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
-                   " must be float32 or float64, got ", t.scalar_type());
-}
-
-void check_same_dtype(const at::Tensor& t, const at::Tensor& like, const char* op, const char* name) {
-  TORCH_CHECK_TYPE(t.scalar_type() == like.scalar_type(), op, ": ", name, " must have dtype ",
-                   like.scalar_type(), ", got ", t.scalar_type());
-}
-
-void check_targets(const at::Tensor& t, int64_t n, const char* op, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK_TYPE(t.scalar_type() == at::kLong, op, ": ", name, " must be int64, got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.numel() == n, op, ": ", name, " must have ", n, " elements, got shape ", t.sizes());
-}
-
-// The weight [V, H] as the GEMMs want it: unit stride along H.
-void check_weight(const at::Tensor& w, int64_t H, const char* op) {
-  check_float(w, op, "weight");
-  TORCH_CHECK_VALUE(w.dim() == 2, op, ": weight must be 2-D [V, H], got shape ", w.sizes());
-  TORCH_CHECK_VALUE(w.size(0) > 0, op, ": weight must have at least one row (V > 0), got shape ", w.sizes());
-  TORCH_CHECK_VALUE(w.size(1) == H, op, ": weight must be [V, H] with H = ", H,
-                    " (the hidden size), got shape ", w.sizes());
-}
 
 // The rows of the logits to compute: where their hidden state is, and their target (-1: none).
 template <typename scalar_t>
@@ -248,12 +197,9 @@ inline int64_t checked_target(int64_t t, int64_t n, int64_t V, int64_t ignore_in
 std::tuple<at::Tensor, at::Tensor> token_logps_cpu(const at::Tensor& hidden_in, const at::Tensor& weight_in,
                                                    const at::Tensor& targets_in, int64_t ignore_index) {
   const char* op = "companion::token_logps";
-  check_float(hidden_in, op, "hidden");
-  TORCH_CHECK_VALUE(hidden_in.dim() == 2, op, ": hidden must be 2-D [N, H], got shape ", hidden_in.sizes());
+  check_hidden_and_weight(hidden_in, weight_in, at::kCPU, op);
   const int64_t N = hidden_in.size(0), H = hidden_in.size(1);
-  check_weight(weight_in, H, op);
-  check_same_dtype(weight_in, hidden_in, op, "weight");
-  check_targets(targets_in, N, op, "targets");
+  check_targets(targets_in, N, at::kCPU, op, "targets");
   const at::Tensor hidden = hidden_in.contiguous(), weight = weight_in.contiguous();
   const at::Tensor targets = targets_in.contiguous();
   const int64_t V = weight.size(0);
@@ -282,18 +228,10 @@ std::tuple<at::Tensor, at::Tensor> token_logps_backward_cpu(const at::Tensor& gr
                                                             const at::Tensor& targets_in,
                                                             const at::Tensor& lse_in, int64_t ignore_index) {
   const char* op = "companion::token_logps_backward";
-  check_float(hidden_in, op, "hidden");
-  TORCH_CHECK_VALUE(hidden_in.dim() == 2, op, ": hidden must be 2-D [N, H], got shape ", hidden_in.sizes());
+  check_hidden_and_weight(hidden_in, weight_in, at::kCPU, op);
   const int64_t N = hidden_in.size(0), H = hidden_in.size(1);
-  check_weight(weight_in, H, op);
-  check_same_dtype(weight_in, hidden_in, op, "weight");
-  check_targets(targets_in, N, op, "targets");
-  for (const auto& [t, name] : {std::pair{&grad_logps, "grad_logps"}, {&grad_lse, "grad_lse"}, {&lse_in, "lse"}}) {
-    check_float(*t, op, name);
-    check_same_dtype(*t, hidden_in, op, name);
-    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == N, op, ": ", name, " must have shape [", N, "], got ",
-                      t->sizes());
-  }
+  check_targets(targets_in, N, at::kCPU, op, "targets");
+  check_vectors({{&grad_logps, "grad_logps"}, {&grad_lse, "grad_lse"}, {&lse_in, "lse"}}, hidden_in, N, at::kCPU, op);
   const at::Tensor hidden = hidden_in.contiguous(), weight = weight_in.contiguous();
   const at::Tensor targets = targets_in.contiguous(), lse = lse_in.contiguous();
   const at::Tensor g_lp = grad_logps.contiguous(), g_lse = grad_lse.contiguous();
@@ -328,24 +266,14 @@ std::tuple<at::Tensor, at::Tensor> token_logps_backward_cpu(const at::Tensor& gr
 
 // -------------------------------------------------------------------------------------------- dpo_loss
 
-void check_pair_vectors(std::initializer_list<std::pair<const at::Tensor*, const char*>> ts, const char* op) {
-  const at::Tensor& first = *ts.begin()->first;
-  for (const auto& [t, name] : ts) {
-    check_float(*t, op, name);
-    check_same_dtype(*t, first, op, name);
-    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == first.size(0), op, ": ", name, " must have shape [",
-                      first.size(0), "] like ", ts.begin()->second, ", got ", t->sizes());
-  }
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> dpo_loss_cpu(const at::Tensor& pc_in, const at::Tensor& pr_in,
                                                             const at::Tensor& rc_in, const at::Tensor& rr_in,
                                                             double beta, c10::string_view loss_type,
                                                             double label_smoothing, bool reference_free) {
   const char* op = "companion::dpo_loss";
-  const DpoParams params = make_params(beta, loss_type, label_smoothing, reference_free, op);
+  const DpoParams params = make_dpo_params(beta, loss_type, label_smoothing, reference_free, op);
   check_pair_vectors({{&pc_in, "policy_chosen_logps"}, {&pr_in, "policy_rejected_logps"},
-                      {&rc_in, "ref_chosen_logps"}, {&rr_in, "ref_rejected_logps"}}, op);
+                      {&rc_in, "ref_chosen_logps"}, {&rr_in, "ref_rejected_logps"}}, at::kCPU, op);
   const at::Tensor pc = pc_in.contiguous(), pr = pr_in.contiguous(), rc = rc_in.contiguous(),
                    rr = rr_in.contiguous();
   const int64_t B = pc.size(0);
@@ -371,10 +299,10 @@ at::Tensor dpo_loss_backward_cpu(const at::Tensor& grad_losses_in, const at::Ten
                                  double beta, c10::string_view loss_type, double label_smoothing,
                                  bool reference_free) {
   const char* op = "companion::dpo_loss_backward";
-  const DpoParams params = make_params(beta, loss_type, label_smoothing, reference_free, op);
+  const DpoParams params = make_dpo_params(beta, loss_type, label_smoothing, reference_free, op);
   check_pair_vectors({{&pc_in, "policy_chosen_logps"}, {&grad_losses_in, "grad_losses"},
                       {&pr_in, "policy_rejected_logps"}, {&rc_in, "ref_chosen_logps"},
-                      {&rr_in, "ref_rejected_logps"}}, op);
+                      {&rr_in, "ref_rejected_logps"}}, at::kCPU, op);
   const at::Tensor g = grad_losses_in.contiguous(), pc = pc_in.contiguous(), pr = pr_in.contiguous(),
                    rc = rc_in.contiguous(), rr = rr_in.contiguous();
   const int64_t B = pc.size(0);
@@ -399,29 +327,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor& ref_rejected_in, double beta, c10::string_view loss_type, double label_smoothing,
     bool average_log_prob, bool reference_free, int64_t ignore_index, bool compute_grad) {
   const char* op = "companion::fused_linear_dpo";
-  const DpoParams params = make_params(beta, loss_type, label_smoothing, reference_free, op);
+  const DpoParams params = make_dpo_params(beta, loss_type, label_smoothing, reference_free, op);
   // IPO is defined on length-averaged log-probs (TRL averages them for 'ipo' whatever else is set).
   const bool average = average_log_prob || params.loss_type == kDpoIpo;
-  check_float(hidden_chosen_in, op, "hidden_chosen");
-  TORCH_CHECK_VALUE(hidden_chosen_in.dim() == 3, op, ": hidden_chosen must be 3-D [B, T, H], got shape ",
-                    hidden_chosen_in.sizes());
+  check_fused_hidden_and_weight(hidden_chosen_in, hidden_rejected_in, weight_in, at::kCPU, op);
   const int64_t B = hidden_chosen_in.size(0), H = hidden_chosen_in.size(2);
-  check_float(hidden_rejected_in, op, "hidden_rejected");
-  check_same_dtype(hidden_rejected_in, hidden_chosen_in, op, "hidden_rejected");
-  TORCH_CHECK_VALUE(hidden_rejected_in.dim() == 3 && hidden_rejected_in.size(0) == B &&
-                        hidden_rejected_in.size(2) == H,
-                    op, ": hidden_rejected must be [B=", B, ", T, H=", H, "], got shape ", hidden_rejected_in.sizes());
-  check_weight(weight_in, H, op);
-  check_same_dtype(weight_in, hidden_chosen_in, op, "weight");
   const int64_t Tc = hidden_chosen_in.size(1), Tr = hidden_rejected_in.size(1);
-  check_targets(labels_chosen_in, B * Tc, op, "labels_chosen");
-  check_targets(labels_rejected_in, B * Tr, op, "labels_rejected");
-  for (const auto& [t, name] : {std::pair{&ref_chosen_in, "ref_chosen_logps"}, {&ref_rejected_in, "ref_rejected_logps"}}) {
-    check_float(*t, op, name);
-    check_same_dtype(*t, hidden_chosen_in, op, name);
-    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == B, op, ": ", name, " must have shape [", B, "], got ",
-                      t->sizes());
-  }
+  check_targets(labels_chosen_in, B * Tc, at::kCPU, op, "labels_chosen");
+  check_targets(labels_rejected_in, B * Tr, at::kCPU, op, "labels_rejected");
+  check_vectors({{&ref_chosen_in, "ref_chosen_logps"}, {&ref_rejected_in, "ref_rejected_logps"}}, hidden_chosen_in, B,
+                at::kCPU, op);
   const at::Tensor hc = hidden_chosen_in.contiguous(), hr = hidden_rejected_in.contiguous();
   const at::Tensor weight = weight_in.contiguous();
   const at::Tensor lc = labels_chosen_in.contiguous(), lr = labels_rejected_in.contiguous();

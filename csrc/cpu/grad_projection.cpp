@@ -19,7 +19,7 @@
 // rows, so the GEMM's 2 N D k flops dominate for N >= 32. The per-sample gradients are formed for all N
 // examples a block of d_out rows at a time (at::bmm), never all at once. bfloat16/float16 inputs are
 // widened to float32; float64 stays float64. This is the only CPU file of the family that touches torch;
-// the hash lives in counter_hash.h.
+// the hash lives in counter_hash.h, the argument checks (shared with the CUDA file) in grad_projection_checks.h.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -39,6 +39,7 @@
 #include <type_traits>
 
 #include "counter_hash.h"
+#include "grad_projection_checks.h"
 
 // Out-of-line, and on GCC/x86-64 cloned for AVX-512 / AVX2 / baseline with the clone picked at load time
 // (as in online_logsumexp.h): the word expansion (shift, and, or) is 16 lanes wide on AVX-512.
@@ -68,7 +69,6 @@ constexpr int64_t kColBlock = 128;
 constexpr int64_t kFlushRows = 16 * kRowBlock;
 // Elements of one block of per-sample gradients [N, ob * d_in] (float32: 32 MiB).
 constexpr int64_t kGradBlockElems = int64_t(1) << 23;
-constexpr uint64_t kColLimit = uint64_t(1) << 32;
 
 
 // out[j] = R[row, col0 + j], j < n, for the row with key `row_key`: whole words (32 columns from one hash,
@@ -138,18 +138,6 @@ GRADPROJ_CPU_SIMD void adam_direction(acc_t* __restrict__ G, const acc_t* __rest
 
 at::ScalarType acc_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
-void check_float(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, ": ", name,
-              " must be float32, float64, bfloat16 or float16, got ", t.scalar_type());
-}
-
-void check_proj(int64_t k, int64_t row_offset, const char* op, const char* k_name = "proj_dim") {
-  TORCH_CHECK(k > 0, op, ": ", k_name, " must be positive, got ", k);
-  TORCH_CHECK(static_cast<uint64_t>(k) <= kColLimit, op, ": ", k_name, " must be at most 2^32, got ", k);
-  TORCH_CHECK(row_offset >= 0, op, ": row_offset must be non-negative, got ", row_offset);
-}
-
 // acc (N, cw) += x[:, r_begin:r_end] @ R[row_offset + r_begin : row_offset + r_end, col0 : col0 + cw],
 // one hashed tile at a time, single-threaded. Above kFlushRows rows the tiles go through a partial sum.
 template <typename scalar_t>
@@ -211,15 +199,7 @@ void project_accumulate(at::Tensor& out, const at::Tensor& x, int64_t seed, uint
 
 void random_signs_fillcpu(at::Tensor& out, int64_t seed, int64_t row_offset, int64_t col_offset) {
   const char* op = "companion::random_signs_fill";
-  TORCH_CHECK(out.device().is_cpu(), op, ": out must be a CPU tensor, got ", out.device());
-  TORCH_CHECK(out.dim() == 2, op, ": out must be 2-D [rows, cols], got shape ", out.sizes());
-  TORCH_CHECK(out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble, op,
-              ": out must be float32 or float64, got ", out.scalar_type());
-  TORCH_CHECK(out.size(1) == 0 || out.stride(1) == 1, op, ": out must have unit column stride");
-  TORCH_CHECK(row_offset >= 0, op, ": row_offset must be non-negative, got ", row_offset);
-  TORCH_CHECK(col_offset >= 0 &&
-                  static_cast<uint64_t>(col_offset) + static_cast<uint64_t>(out.size(1)) <= kColLimit,
-              op, ": columns must lie in [0, 2^32): col_offset=", col_offset, ", cols=", out.size(1));
+  check_random_signs_out(out, row_offset, col_offset, at::kCPU, op);
   const int64_t rows = out.size(0), cols = out.size(1);
   if (rows == 0 || cols == 0) return;
   const uint64_t base = sign_seed_base(seed);
@@ -237,8 +217,7 @@ void random_signs_fillcpu(at::Tensor& out, int64_t seed, int64_t row_offset, int
 
 at::Tensor project_cpu(const at::Tensor& x_in, int64_t proj_dim, int64_t seed, int64_t row_offset) {
   const char* op = "companion::project";
-  check_float(x_in, op, "x");
-  TORCH_CHECK(x_in.dim() == 2, op, ": x must be 2-D [N, D], got shape ", x_in.sizes());
+  check_project_input(x_in, at::kCPU, op);
   check_proj(proj_dim, row_offset, op);
   const at::ScalarType acc = acc_dtype(x_in.scalar_type());
   at::Tensor x = x_in.to(acc);
@@ -249,39 +228,20 @@ at::Tensor project_cpu(const at::Tensor& x_in, int64_t proj_dim, int64_t seed, i
   return out;
 }
 
-void check_pair(const at::Tensor& a, const at::Tensor& g, const char* op) {
-  check_float(a, op, "activations");
-  check_float(g, op, "output_grads");
-  TORCH_CHECK(a.dim() == 3, op, ": activations must be 3-D [N, T, d_in], got shape ", a.sizes());
-  TORCH_CHECK(g.dim() == 3, op, ": output_grads must be 3-D [N, T, d_out], got shape ", g.sizes());
-  TORCH_CHECK(a.size(0) == g.size(0), op, ": activations and output_grads disagree on N: ", a.size(0), " vs ",
-              g.size(0));
-  TORCH_CHECK(a.size(1) == g.size(1), op, ": activations and output_grads disagree on T: ", a.size(1), " vs ",
-              g.size(1));
-}
-
 at::Tensor grad_project_dense_cpu(const at::Tensor& a_in, const at::Tensor& g_in, int64_t proj_dim,
                                   int64_t seed, int64_t row_offset, const std::optional<at::Tensor>& exp_avg,
                                   const std::optional<at::Tensor>& exp_avg_sq, double beta1, double beta2,
                                   double eps) {
   const char* op = "companion::grad_project_dense";
-  check_pair(a_in, g_in, op);
+  check_pair(a_in, g_in, at::kCPU, op);
   check_proj(proj_dim, row_offset, op);
   const int64_t N = a_in.size(0), d_in = a_in.size(2), d_out = g_in.size(2);
-  TORCH_CHECK(exp_avg.has_value() == exp_avg_sq.has_value(), op,
-              ": exp_avg and exp_avg_sq must be given together");
+  check_adam_state(exp_avg, exp_avg_sq, d_out, d_in, at::kCPU, op);
   const at::ScalarType acc = a_in.scalar_type() == at::kDouble && g_in.scalar_type() == at::kDouble
                                  ? at::kDouble
                                  : at::kFloat;
   at::Tensor m, v;
   if (exp_avg.has_value()) {
-    for (const at::Tensor* s : {&*exp_avg, &*exp_avg_sq}) {
-      const char* name = s == &*exp_avg ? "exp_avg" : "exp_avg_sq";
-      check_float(*s, op, name);
-      TORCH_CHECK(s->dim() == 2 && s->size(0) == d_out && s->size(1) == d_in, op, ": ", name,
-                  " must have the weight's shape [d_out, d_in] = [", d_out, ", ", d_in, "], got ",
-                  s->sizes());
-    }
     m = exp_avg->to(acc).contiguous();
     v = exp_avg_sq->to(acc).contiguous();
   }
@@ -319,11 +279,8 @@ at::Tensor grad_project_dense_cpu(const at::Tensor& a_in, const at::Tensor& g_in
 at::Tensor grad_project_kronecker_cpu(const at::Tensor& a_in, const at::Tensor& g_in, int64_t k_out,
                                       int64_t k_in, int64_t seed, int64_t row_offset) {
   const char* op = "companion::grad_project_kronecker";
-  check_pair(a_in, g_in, op);
-  check_proj(k_out, row_offset, op, "k_out");
-  check_proj(k_in, row_offset, op, "k_in");
-  TORCH_CHECK(static_cast<uint64_t>(k_out) <= kKroneckerOutColOffset, op, ": k_out must be at most 2^31");
-  TORCH_CHECK(static_cast<uint64_t>(k_in) <= kKroneckerOutColOffset, op, ": k_in must be at most 2^31");
+  check_pair(a_in, g_in, at::kCPU, op);
+  check_kronecker_widths(k_out, k_in, row_offset, op);
   const int64_t N = a_in.size(0), T = a_in.size(1), d_in = a_in.size(2), d_out = g_in.size(2);
   const at::ScalarType acc = a_in.scalar_type() == at::kDouble && g_in.scalar_type() == at::kDouble
                                  ? at::kDouble

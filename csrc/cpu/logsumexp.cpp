@@ -11,7 +11,8 @@
 // float and double accumulate in their own type; bfloat16 and float16 are widened to float per block
 // and the result is rounded back to the input dtype.
 //
-// This is the only CPU file of the op that touches torch; the math lives in online_logsumexp.h.
+// This is the only CPU file of the op that touches torch; the math lives in online_logsumexp.h, the
+// argument checks (shared with the CUDA file) in logsumexp_checks.h.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -21,6 +22,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "logsumexp_checks.h"
 #include "online_logsumexp.h"
 
 namespace companion {
@@ -34,14 +36,6 @@ constexpr int64_t kBlock = 2048;
 
 template <typename scalar_t>
 using acc_type_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-
-void check_logits(const at::Tensor& x, const char* op) {
-  TORCH_CHECK(x.device().is_cpu(), op, ": x must be a CPU tensor, got ", x.device());
-  TORCH_CHECK(x.dim() == 2, op, ": x must be 2-D [N, V], got shape ", x.sizes());
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), op,
-              ": x must be float32, float64, bfloat16 or float16, got ", x.scalar_type());
-  TORCH_CHECK(x.size(1) > 0, op, ": x must have at least one column (V > 0), got shape ", x.sizes());
-}
 
 // Rows must have unit stride along V; any row stride (slices, transposed batches) is fine.
 at::Tensor unit_inner_stride(const at::Tensor& x) { return x.stride(1) == 1 ? x : x.contiguous(); }
@@ -108,7 +102,7 @@ void lse_backward_rows(const scalar_t* grad, int64_t grad_stride, const scalar_t
 }
 
 at::Tensor logsumexp_cpu(const at::Tensor& x_in) {
-  check_logits(x_in, "companion::logsumexp");
+  check_logits(x_in, at::kCPU, "companion::logsumexp");
   const at::Tensor x = unit_inner_stride(x_in);
   const int64_t N = x.size(0), V = x.size(1);
   at::Tensor lse = at::empty({N}, x.options());  // (N,)
@@ -125,16 +119,10 @@ at::Tensor logsumexp_cpu(const at::Tensor& x_in) {
 }
 
 at::Tensor logsumexp_backward_cpu(const at::Tensor& grad, const at::Tensor& x_in, const at::Tensor& lse) {
-  check_logits(x_in, "companion::logsumexp_backward");
+  check_logits(x_in, at::kCPU, "companion::logsumexp_backward");
   const at::Tensor x = unit_inner_stride(x_in);
   const int64_t N = x.size(0), V = x.size(1);
-  TORCH_CHECK(grad.dim() == 1 && grad.size(0) == N, "companion::logsumexp_backward: grad must have shape [",
-              N, "], got ", grad.sizes());
-  TORCH_CHECK(lse.dim() == 1 && lse.size(0) == N, "companion::logsumexp_backward: lse must have shape [", N,
-              "], got ", lse.sizes());
-  TORCH_CHECK(grad.scalar_type() == x.scalar_type() && lse.scalar_type() == x.scalar_type(),
-              "companion::logsumexp_backward: grad, x and lse must share a dtype, got ", grad.scalar_type(),
-              ", ", x.scalar_type(), ", ", lse.scalar_type());
+  check_logsumexp_backward(grad, x, lse);
   TORCH_CHECK(grad.device().is_cpu() && lse.device().is_cpu(),
               "companion::logsumexp_backward: grad and lse must be CPU tensors");
   at::Tensor grad_x = at::empty({N, V}, x.options());  // (N, V), contiguous

@@ -15,7 +15,8 @@
 // Russians") math is in popcount_parity.h. Forward partial sums over chunks are reduced in chunk order,
 // so the ensemble is deterministic too.
 //
-// This is the only CPU file of the family that touches torch; the math lives in popcount_parity.h.
+// This is the only CPU file of the family that touches torch; the math lives in popcount_parity.h, the
+// argument checks (shared with the CUDA file) in parity_checks.h.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -27,6 +28,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "parity_checks.h"
 #include "popcount_parity.h"
 
 // The ensemble loops' 64-byte vector helpers are always inlined; GCC still notes, where the templates are
@@ -37,6 +39,7 @@ namespace companion {
 namespace {
 
 using parity::kPatterns;
+using parity::words_for;
 
 // Rows per block of the correlation loops: the block's words, sign bits and f (float64) take
 // 1024 * 8 * (W + 1 + C) bytes, in L1 for W, C <= 2, and are reused by every subset of the task.
@@ -51,19 +54,6 @@ int64_t task_grain(int64_t work_per_task) {
   return std::max<int64_t>(1, kMinWorkPerThread / std::max<int64_t>(1, work_per_task));
 }
 
-int64_t words_for(int64_t n) { return (n + 63) / 64; }
-
-void check_cpu(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor, got ", t.device());
-}
-
-void check_packed(const at::Tensor& t, const char* op, const char* name, int64_t dim) {
-  check_cpu(t, op, name);
-  TORCH_CHECK(t.scalar_type() == at::kLong, op, ": ", name, " must be int64 (bit-packed signs), got ",
-              t.scalar_type());
-  TORCH_CHECK(t.dim() == dim, op, ": ", name, " must be ", dim, "-D, got shape ", t.sizes());
-}
-
 const uint64_t* words_ptr(const at::Tensor& t) { return reinterpret_cast<const uint64_t*>(t.const_data_ptr<int64_t>()); }
 
 // ------------------------------------------------------------------------------------------ sampling
@@ -71,13 +61,8 @@ const uint64_t* words_ptr(const at::Tensor& t) { return reinterpret_cast<const u
 std::tuple<at::Tensor, at::Tensor> parity_sample_cpu(int64_t n, int64_t batch, int64_t seed, int64_t start,
                                                      const at::Tensor& support_mask) {
   const char* op = "companion::parity_sample";
-  TORCH_CHECK(n >= 1, op, ": n must be >= 1, got ", n);
-  TORCH_CHECK(batch >= 0, op, ": batch must be >= 0, got ", batch);
-  TORCH_CHECK(seed >= 0 && start >= 0, op, ": seed and start must be >= 0, got ", seed, ", ", start);
+  check_parity_sample(n, batch, seed, start, support_mask, at::kCPU, op);
   const int64_t W = words_for(n);
-  check_packed(support_mask, op, "support_mask", 1);
-  TORCH_CHECK(support_mask.size(0) == W, op, ": support_mask must have ", W, " words for n = ", n, ", got ",
-              support_mask.size(0));
   const at::Tensor mask = support_mask.contiguous();
   at::Tensor x = at::empty({batch, W}, support_mask.options());  // (B, W)
   at::Tensor y = at::empty({batch}, support_mask.options().dtype(at::kFloat));  // (B,)
@@ -102,10 +87,7 @@ std::tuple<at::Tensor, at::Tensor> parity_sample_cpu(int64_t n, int64_t batch, i
 
 at::Tensor parity_pack_cpu(const at::Tensor& x_in) {
   const char* op = "companion::parity_pack";
-  check_cpu(x_in, op, "x");
-  TORCH_CHECK(x_in.dim() == 2, op, ": x must be 2-D [B, n], got shape ", x_in.sizes());
-  TORCH_CHECK(at::isFloatingType(x_in.scalar_type()), op, ": x must be a float tensor, got ", x_in.scalar_type());
-  TORCH_CHECK(x_in.size(1) >= 1, op, ": x must have n >= 1 columns, got shape ", x_in.sizes());
+  check_parity_pack(x_in, at::kCPU, op);
   const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), n = x.size(1), W = words_for(n);
   at::Tensor out = at::empty({B, W}, x.options().dtype(at::kLong));  // (B, W)
@@ -129,11 +111,8 @@ at::Tensor parity_pack_cpu(const at::Tensor& x_in) {
 
 at::Tensor parity_unpack_cpu(const at::Tensor& x_packed_in, int64_t n) {
   const char* op = "companion::parity_unpack";
-  check_packed(x_packed_in, op, "x_packed", 2);
-  TORCH_CHECK(n >= 1, op, ": n must be >= 1, got ", n);
+  check_parity_unpack(x_packed_in, n, at::kCPU, op);
   const int64_t W = words_for(n);
-  TORCH_CHECK(x_packed_in.size(1) == W, op, ": x_packed must have ", W, " words per row for n = ", n, ", got ",
-              x_packed_in.size(1));
   const at::Tensor xw = x_packed_in.contiguous();
   const int64_t B = xw.size(0);
   at::Tensor out = at::empty({B, n}, xw.options().dtype(at::kFloat));  // (B, n)
@@ -149,15 +128,6 @@ at::Tensor parity_unpack_cpu(const at::Tensor& x_packed_in, int64_t n) {
 
 // ------------------------------------------------------------------------------------- correlations
 
-void check_correlation_inputs(const at::Tensor& x_packed, const at::Tensor& masks, const char* op) {
-  check_packed(x_packed, op, "x_packed", 2);
-  check_packed(masks, op, "masks", 2);
-  TORCH_CHECK(x_packed.size(1) >= 1, op, ": x_packed must have at least one word per row, got shape ",
-              x_packed.sizes());
-  TORCH_CHECK(masks.size(1) == x_packed.size(1), op, ": masks must have as many words per row as x_packed (",
-              x_packed.size(1), "), got shape ", masks.sizes());
-}
-
 // Word-major copy xT [W, N] of x [N, W], so the per-word loops over rows are unit-stride.
 std::vector<uint64_t> transpose_words(const at::Tensor& x_packed) {
   const at::Tensor x = x_packed.contiguous();
@@ -172,14 +142,9 @@ std::vector<uint64_t> transpose_words(const at::Tensor& x_packed) {
 
 at::Tensor monomial_correlations_cpu(const at::Tensor& x_packed, const at::Tensor& f, const at::Tensor& masks_in) {
   const char* op = "companion::monomial_correlations";
-  check_correlation_inputs(x_packed, masks_in, op);
-  check_cpu(f, op, "f");
-  TORCH_CHECK(f.dim() == 2, op, ": f must be 2-D [N, C], got shape ", f.sizes());
-  TORCH_CHECK(f.scalar_type() == at::kFloat || f.scalar_type() == at::kDouble, op,
-              ": f must be float32 or float64, got ", f.scalar_type());
+  check_correlation_inputs(x_packed, masks_in, at::kCPU, op);
+  check_correlation_f(f, x_packed.size(0), at::kCPU, op);
   const int64_t N = x_packed.size(0), W = x_packed.size(1), C = f.size(1), S = masks_in.size(0);
-  TORCH_CHECK(f.size(0) == N, op, ": f must have one row per row of x_packed (", N, "), got shape ", f.sizes());
-  TORCH_CHECK(N >= 1, op, ": the mean over rows needs N >= 1 rows");
   const std::vector<uint64_t> xT = transpose_words(x_packed);
   const at::Tensor fT = f.t().to(at::kDouble).contiguous();  // (C, N) float64
   const at::Tensor masks = masks_in.contiguous();
@@ -208,14 +173,9 @@ at::Tensor monomial_correlations_cpu(const at::Tensor& x_packed, const at::Tenso
 at::Tensor monomial_correlations_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_packed,
                                               const at::Tensor& masks_in) {
   const char* op = "companion::monomial_correlations_backward";
-  check_correlation_inputs(x_packed, masks_in, op);
-  check_cpu(grad_in, op, "grad");
+  check_correlation_inputs(x_packed, masks_in, at::kCPU, op);
   const int64_t N = x_packed.size(0), W = x_packed.size(1), S = masks_in.size(0);
-  TORCH_CHECK(grad_in.dim() == 2 && grad_in.size(0) == S, op, ": grad must be [S, C] with S = ", S, ", got shape ",
-              grad_in.sizes());
-  TORCH_CHECK(grad_in.scalar_type() == at::kFloat || grad_in.scalar_type() == at::kDouble, op,
-              ": grad must be float32 or float64, got ", grad_in.scalar_type());
-  TORCH_CHECK(N >= 1, op, ": the mean over rows needs N >= 1 rows");
+  check_correlation_grad(grad_in, N, S, at::kCPU, op);
   const int64_t C = grad_in.size(1);
   const std::vector<uint64_t> xT = transpose_words(x_packed);
   const at::Tensor g = grad_in.to(at::kDouble).contiguous();  // (S, C)
@@ -251,50 +211,20 @@ at::Tensor monomial_correlations_backward_cpu(const at::Tensor& grad_in, const a
 constexpr int64_t kChunksPerTask = 8;
 
 
-struct EnsembleShape {
-  int64_t E, B, n, H, C, W, G;
-  bool shared_x;  // x_packed [B, W] is shared by every member, else [E, B, W]
+// The shared shape plus G, the nibbles per row of x that the tables of popcount_parity.h are looked up by.
+struct TableShape : EnsembleShape {
+  int64_t G;
 };
 
-EnsembleShape check_ensemble(const at::Tensor& x_packed, const at::Tensor& w1t, const at::Tensor& b1,
-                             const at::Tensor& w2, const char* op) {
-  check_cpu(x_packed, op, "x_packed");
-  TORCH_CHECK(x_packed.scalar_type() == at::kLong, op, ": x_packed must be int64 (bit-packed signs), got ",
-              x_packed.scalar_type());
-  TORCH_CHECK(x_packed.dim() == 2 || x_packed.dim() == 3, op, ": x_packed must be [B, W] or [E, B, W], got shape ",
-              x_packed.sizes());
-  for (const auto* t : {&w1t, &b1, &w2}) check_cpu(*t, op, "weights");
-  TORCH_CHECK(w1t.dim() == 3 && b1.dim() == 2 && w2.dim() == 3, op,
-              ": weight1 must be [E, n, H], bias1 [E, H], weight2 [E, C, H], got ", w1t.sizes(), ", ", b1.sizes(),
-              ", ", w2.sizes());
-  EnsembleShape s{};
-  s.E = w1t.size(0);
-  s.n = w1t.size(1);
-  s.H = w1t.size(2);
-  s.C = w2.size(1);
-  s.W = words_for(s.n);
-  s.G = (s.n + parity::kNibble - 1) / parity::kNibble;
-  s.shared_x = x_packed.dim() == 2;
-  s.B = x_packed.size(x_packed.dim() - 2);
-  TORCH_CHECK(s.E >= 1 && s.n >= 1 && s.H >= 1 && s.C >= 1, op, ": E, n, H and C must be >= 1, got weight1 ",
-              w1t.sizes(), ", weight2 ", w2.sizes());
-  TORCH_CHECK(b1.size(0) == s.E && b1.size(1) == s.H, op, ": bias1 must be [", s.E, ", ", s.H, "], got ", b1.sizes());
-  TORCH_CHECK(w2.size(0) == s.E && w2.size(2) == s.H, op, ": weight2 must be [", s.E, ", C, ", s.H, "], got ",
-              w2.sizes());
-  TORCH_CHECK(x_packed.size(-1) == s.W, op, ": x_packed must have ", s.W, " words per row for n = ", s.n,
-              ", got shape ", x_packed.sizes());
-  TORCH_CHECK(s.shared_x || x_packed.size(0) == s.E, op, ": x_packed [E, B, W] must have E = ", s.E,
-              ", got shape ", x_packed.sizes());
-  TORCH_CHECK(w1t.scalar_type() == at::kFloat || w1t.scalar_type() == at::kDouble, op,
-              ": weights must be float32 or float64, got ", w1t.scalar_type());
-  TORCH_CHECK(b1.scalar_type() == w1t.scalar_type() && w2.scalar_type() == w1t.scalar_type(), op,
-              ": weights must share a dtype, got ", w1t.scalar_type(), ", ", b1.scalar_type(), ", ", w2.scalar_type());
-  return s;
+TableShape check_ensemble_cpu(const at::Tensor& x_packed, const at::Tensor& w1t, const at::Tensor& b1,
+                              const at::Tensor& w2, const char* op) {
+  const EnsembleShape s = check_ensemble(x_packed, w1t, b1, w2, at::kCPU, op);
+  return {s, (s.n + parity::kNibble - 1) / parity::kNibble};
 }
 
 // nib [X, B, G]: nibble g of row b times HC (the offset of its table row), X = 1 (shared x) or E.
 template <typename T>
-std::vector<uint16_t> nibble_offsets(const at::Tensor& x_packed, const EnsembleShape& s) {
+std::vector<uint16_t> nibble_offsets(const at::Tensor& x_packed, const TableShape& s) {
   const at::Tensor x = x_packed.contiguous();
   const int64_t rows = x.numel() / s.W;  // X * B
   std::vector<uint16_t> nib(static_cast<size_t>(rows * s.G));
@@ -314,11 +244,8 @@ std::vector<uint16_t> nibble_offsets(const at::Tensor& x_packed, const EnsembleS
 at::Tensor ensemble_mlp_forward_cpu(const at::Tensor& x_packed, const at::Tensor& w1t_in, const at::Tensor& b1_in,
                                     const at::Tensor& w2_in, const at::Tensor& b2_in) {
   const char* op = "companion::ensemble_mlp_forward";
-  const EnsembleShape s = check_ensemble(x_packed, w1t_in, b1_in, w2_in, op);
-  check_cpu(b2_in, op, "bias2");
-  TORCH_CHECK(b2_in.dim() == 2 && b2_in.size(0) == s.E && b2_in.size(1) == s.C, op, ": bias2 must be [", s.E, ", ",
-              s.C, "], got ", b2_in.sizes());
-  TORCH_CHECK(b2_in.scalar_type() == w1t_in.scalar_type(), op, ": weights must share a dtype");
+  const TableShape s = check_ensemble_cpu(x_packed, w1t_in, b1_in, w2_in, op);
+  check_ensemble_bias2(b2_in, s, w1t_in, at::kCPU, op);
   const at::Tensor w1t = w1t_in.contiguous(), b1 = b1_in.contiguous(), w2 = w2_in.contiguous();
   const at::Tensor b2 = b2_in.contiguous();
   at::Tensor out = at::empty({s.E, s.B, s.C}, w1t.options());  // (E, B, C)
@@ -372,12 +299,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_mlp_backward
     const at::Tensor& grad_in, const at::Tensor& x_packed, const at::Tensor& w1t_in, const at::Tensor& b1_in,
     const at::Tensor& w2_in) {
   const char* op = "companion::ensemble_mlp_backward";
-  const EnsembleShape s = check_ensemble(x_packed, w1t_in, b1_in, w2_in, op);
-  check_cpu(grad_in, op, "grad");
-  TORCH_CHECK(grad_in.dim() == 3 && grad_in.size(0) == s.E && grad_in.size(1) == s.B && grad_in.size(2) == s.C, op,
-              ": grad must be [", s.E, ", ", s.B, ", ", s.C, "], got ", grad_in.sizes());
-  TORCH_CHECK(grad_in.scalar_type() == w1t_in.scalar_type(), op, ": grad must have the weights' dtype ",
-              w1t_in.scalar_type(), ", got ", grad_in.scalar_type());
+  const TableShape s = check_ensemble_cpu(x_packed, w1t_in, b1_in, w2_in, op);
+  check_ensemble_grad(grad_in, s, w1t_in, at::kCPU, op);
   const at::Tensor w1t = w1t_in.contiguous(), b1 = b1_in.contiguous(), w2 = w2_in.contiguous();
   const at::Tensor grad = grad_in.contiguous();  // (E, B, C)
   at::Tensor gw1t = at::empty_like(w1t), gb1 = at::empty_like(b1), gw2 = at::empty_like(w2);

@@ -14,7 +14,8 @@
 // kernel over dpo_pair (dpo_loss.h). float32 and float64.
 //
 // Includes only ATen/torch headers and c10/cuda (no ATen/cuda headers, which pull cuBLAS): the GEMMs are
-// reached through the ATen dispatcher. This is the only CUDA file of the op family that touches torch.
+// reached through the ATen dispatcher. This is the only CUDA file of the op family that touches torch; the
+// argument checks (shared with the CPU file) are in dpo_checks.h.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/addmm.h>
@@ -36,6 +37,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "dpo_checks.h"
 #include "dpo_loss.h"
 #include "online_logsumexp.h"
 
@@ -167,58 +169,11 @@ unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + 
 
 // ------------------------------------------------------------------------------------------- checks
 
-int dpo_loss_type_from_name(c10::string_view name, const char* op) {
-  if (name == "sigmoid") return kDpoSigmoid;
-  if (name == "robust") return kDpoRobust;
-  if (name == "hinge") return kDpoHinge;
-  if (name == "ipo") return kDpoIpo;
-  TORCH_CHECK_VALUE(false, op, ": loss_type must be one of sigmoid, robust, hinge, ipo, got '", name, "'");
-  return -1;
-}
-
-DpoParams make_params(double beta, c10::string_view loss_type, double label_smoothing, bool reference_free,
-                      const char* op) {
-  const int type = dpo_loss_type_from_name(loss_type, op);
-  TORCH_CHECK_VALUE(beta > 0.0, op, ": beta must be > 0, got ", beta);
-  if (type == kDpoRobust) {
-    TORCH_CHECK_VALUE(label_smoothing >= 0.0 && label_smoothing < 0.5, op,
-                      ": label_smoothing must lie in [0, 0.5) for loss_type 'robust', got ", label_smoothing);
-  } else if (type == kDpoSigmoid) {
-    TORCH_CHECK_VALUE(label_smoothing >= 0.0 && label_smoothing <= 1.0, op,
-                      ": label_smoothing must lie in [0, 1], got ", label_smoothing);
-  } else {
-    TORCH_CHECK_VALUE(label_smoothing == 0.0, op,
-                      ": label_smoothing applies to 'sigmoid' and 'robust' only, got ", label_smoothing);
-  }
-  return DpoParams{beta, label_smoothing, type, reference_free};
-}
-
-void check_float(const at::Tensor& t, const at::Device& device, const char* op, const char* name) {
-  TORCH_CHECK(t.device() == device, op, ": ", name, " must be on ", device, ", got ", t.device());
-  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
-                   " must be float32 or float64, got ", t.scalar_type());
-}
-
-void check_same_dtype(const at::Tensor& t, const at::Tensor& like, const char* op, const char* name) {
-  TORCH_CHECK_TYPE(t.scalar_type() == like.scalar_type(), op, ": ", name, " must have dtype ",
-                   like.scalar_type(), ", got ", t.scalar_type());
-}
-
-void check_weight(const at::Tensor& w, int64_t H, const at::Device& device, const char* op) {
-  check_float(w, device, op, "weight");
-  TORCH_CHECK_VALUE(w.dim() == 2, op, ": weight must be 2-D [V, H], got shape ", w.sizes());
-  TORCH_CHECK_VALUE(w.size(0) > 0, op, ": weight must have at least one row (V > 0), got shape ", w.sizes());
-  TORCH_CHECK_VALUE(w.size(1) == H, op, ": weight must be [V, H] with H = ", H,
-                    " (the hidden size), got shape ", w.sizes());
-}
-
 // int64 labels [n] on `device` in [0, V) or ignore_index; returns them with ignore_index mapped to -1.
 // The range check reads one flag back from the GPU (and, on failure, the first bad label).
 at::Tensor checked_targets(const at::Tensor& labels, int64_t n, int64_t V, int64_t ignore_index,
                            const at::Device& device, const char* op, const char* name) {
-  TORCH_CHECK(labels.device() == device, op, ": ", name, " must be on ", device, ", got ", labels.device());
-  TORCH_CHECK_TYPE(labels.scalar_type() == at::kLong, op, ": ", name, " must be int64, got ", labels.scalar_type());
-  TORCH_CHECK_VALUE(labels.numel() == n, op, ": ", name, " must have ", n, " elements, got shape ", labels.sizes());
+  check_targets(labels, n, device, op, name);
   const at::Tensor flat = labels.reshape({n});
   const at::Tensor ignored = flat.eq(ignore_index);
   const at::Tensor bad = ignored.logical_not().logical_and(flat.lt(0).logical_or(flat.ge(V)));
@@ -318,11 +273,8 @@ std::tuple<at::Tensor, at::Tensor> token_logps_cuda(const at::Tensor& hidden_in,
   const char* op = "companion::token_logps";
   const c10::cuda::CUDAGuard device_guard(hidden_in.device());
   const at::Device device = hidden_in.device();
-  check_float(hidden_in, device, op, "hidden");
-  TORCH_CHECK_VALUE(hidden_in.dim() == 2, op, ": hidden must be 2-D [N, H], got shape ", hidden_in.sizes());
+  check_hidden_and_weight(hidden_in, weight_in, device, op);
   const int64_t N = hidden_in.size(0), H = hidden_in.size(1);
-  check_weight(weight_in, H, device, op);
-  check_same_dtype(weight_in, hidden_in, op, "weight");
   const at::Tensor hidden = hidden_in.contiguous(), weight = weight_in.contiguous();
   const int64_t V = weight.size(0);
   const at::Tensor target = checked_targets(targets_in, N, V, ignore_index, device, op, "targets");
@@ -342,17 +294,9 @@ std::tuple<at::Tensor, at::Tensor> token_logps_backward_cuda(const at::Tensor& g
   const char* op = "companion::token_logps_backward";
   const c10::cuda::CUDAGuard device_guard(hidden_in.device());
   const at::Device device = hidden_in.device();
-  check_float(hidden_in, device, op, "hidden");
-  TORCH_CHECK_VALUE(hidden_in.dim() == 2, op, ": hidden must be 2-D [N, H], got shape ", hidden_in.sizes());
+  check_hidden_and_weight(hidden_in, weight_in, device, op);
   const int64_t N = hidden_in.size(0), H = hidden_in.size(1);
-  check_weight(weight_in, H, device, op);
-  check_same_dtype(weight_in, hidden_in, op, "weight");
-  for (const auto& [t, name] : {std::pair{&grad_logps, "grad_logps"}, {&grad_lse, "grad_lse"}, {&lse_in, "lse"}}) {
-    check_float(*t, device, op, name);
-    check_same_dtype(*t, hidden_in, op, name);
-    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == N, op, ": ", name, " must have shape [", N, "], got ",
-                      t->sizes());
-  }
+  check_vectors({{&grad_logps, "grad_logps"}, {&grad_lse, "grad_lse"}, {&lse_in, "lse"}}, hidden_in, N, device, op);
   const at::Tensor hidden = hidden_in.contiguous(), weight = weight_in.contiguous();
   const int64_t V = weight.size(0);
   const at::Tensor target = checked_targets(targets_in, N, V, ignore_index, device, op, "targets");
@@ -367,25 +311,15 @@ std::tuple<at::Tensor, at::Tensor> token_logps_backward_cuda(const at::Tensor& g
   return {grad_hidden, grad_weight};
 }
 
-void check_pair_vectors(std::initializer_list<std::pair<const at::Tensor*, const char*>> ts, const char* op) {
-  const at::Tensor& first = *ts.begin()->first;
-  for (const auto& [t, name] : ts) {
-    check_float(*t, first.device(), op, name);
-    check_same_dtype(*t, first, op, name);
-    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == first.size(0), op, ": ", name, " must have shape [",
-                      first.size(0), "] like ", ts.begin()->second, ", got ", t->sizes());
-  }
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> dpo_loss_cuda(const at::Tensor& pc_in, const at::Tensor& pr_in,
                                                              const at::Tensor& rc_in, const at::Tensor& rr_in,
                                                              double beta, c10::string_view loss_type,
                                                              double label_smoothing, bool reference_free) {
   const char* op = "companion::dpo_loss";
   const c10::cuda::CUDAGuard device_guard(pc_in.device());
-  const DpoParams params = make_params(beta, loss_type, label_smoothing, reference_free, op);
+  const DpoParams params = make_dpo_params(beta, loss_type, label_smoothing, reference_free, op);
   check_pair_vectors({{&pc_in, "policy_chosen_logps"}, {&pr_in, "policy_rejected_logps"},
-                      {&rc_in, "ref_chosen_logps"}, {&rr_in, "ref_rejected_logps"}}, op);
+                      {&rc_in, "ref_chosen_logps"}, {&rr_in, "ref_rejected_logps"}}, pc_in.device(), op);
   const at::Tensor pc = pc_in.contiguous(), pr = pr_in.contiguous(), rc = rc_in.contiguous(), rr = rr_in.contiguous();
   const int64_t B = pc.size(0);
   at::Tensor losses = at::empty({B}, pc.options()), cr = at::empty({B}, pc.options()),
@@ -407,9 +341,9 @@ at::Tensor dpo_loss_backward_cuda(const at::Tensor& grad_in, const at::Tensor& p
                                   c10::string_view loss_type, double label_smoothing, bool reference_free) {
   const char* op = "companion::dpo_loss_backward";
   const c10::cuda::CUDAGuard device_guard(pc_in.device());
-  const DpoParams params = make_params(beta, loss_type, label_smoothing, reference_free, op);
+  const DpoParams params = make_dpo_params(beta, loss_type, label_smoothing, reference_free, op);
   check_pair_vectors({{&pc_in, "policy_chosen_logps"}, {&grad_in, "grad_losses"}, {&pr_in, "policy_rejected_logps"},
-                      {&rc_in, "ref_chosen_logps"}, {&rr_in, "ref_rejected_logps"}}, op);
+                      {&rc_in, "ref_chosen_logps"}, {&rr_in, "ref_rejected_logps"}}, pc_in.device(), op);
   const at::Tensor g = grad_in.contiguous(), pc = pc_in.contiguous(), pr = pr_in.contiguous(),
                    rc = rc_in.contiguous(), rr = rr_in.contiguous();
   const int64_t B = pc.size(0);
@@ -434,23 +368,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const char* op = "companion::fused_linear_dpo";
   const c10::cuda::CUDAGuard device_guard(hidden_chosen_in.device());
   const at::Device device = hidden_chosen_in.device();
-  const DpoParams params = make_params(beta, loss_type, label_smoothing, reference_free, op);
+  const DpoParams params = make_dpo_params(beta, loss_type, label_smoothing, reference_free, op);
   const bool average = average_log_prob || params.loss_type == kDpoIpo;  // IPO: length-averaged, as TRL
-  check_float(hidden_chosen_in, device, op, "hidden_chosen");
-  TORCH_CHECK_VALUE(hidden_chosen_in.dim() == 3, op, ": hidden_chosen must be 3-D [B, T, H], got shape ",
-                    hidden_chosen_in.sizes());
+  check_fused_hidden_and_weight(hidden_chosen_in, hidden_rejected_in, weight_in, device, op);
   const int64_t B = hidden_chosen_in.size(0), H = hidden_chosen_in.size(2);
-  check_float(hidden_rejected_in, device, op, "hidden_rejected");
-  check_same_dtype(hidden_rejected_in, hidden_chosen_in, op, "hidden_rejected");
-  TORCH_CHECK_VALUE(hidden_rejected_in.dim() == 3 && hidden_rejected_in.size(0) == B && hidden_rejected_in.size(2) == H,
-                    op, ": hidden_rejected must be [B=", B, ", T, H=", H, "], got shape ", hidden_rejected_in.sizes());
-  check_weight(weight_in, H, device, op);
-  check_same_dtype(weight_in, hidden_chosen_in, op, "weight");
-  for (const auto& [t, name] : {std::pair{&ref_chosen_in, "ref_chosen_logps"}, {&ref_rejected_in, "ref_rejected_logps"}}) {
-    check_float(*t, device, op, name);
-    check_same_dtype(*t, hidden_chosen_in, op, name);
-    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == B, op, ": ", name, " must have shape [", B, "], got ", t->sizes());
-  }
+  check_vectors({{&ref_chosen_in, "ref_chosen_logps"}, {&ref_rejected_in, "ref_rejected_logps"}}, hidden_chosen_in, B,
+                device, op);
   const int64_t Tc = hidden_chosen_in.size(1), Tr = hidden_rejected_in.size(1), Nc = B * Tc, Nr = B * Tr;
   const at::Tensor weight = weight_in.contiguous();
   const int64_t V = weight.size(0);

@@ -13,7 +13,8 @@
 // kBK x kBN tile of R it multiplies, one 64-bit row key and one 32-column word per thread. Accumulation is
 // in float (double for float64) per thread over all of D, no split-K, so results are deterministic.
 // Per-sample gradients and the Kronecker products go through ATen's bmm/matmul (cuBLAS behind ATen; this
-// file includes no cuBLAS header). Not yet tuned on a GPU.
+// file includes no cuBLAS header). The argument checks, shared with the CPU file, are in
+// grad_projection_checks.h. Not yet tuned on a GPU.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/bmm.h>
@@ -31,6 +32,7 @@
 #include <type_traits>
 
 #include "counter_hash.h"
+#include "grad_projection_checks.h"
 
 namespace companion {
 namespace {
@@ -43,7 +45,6 @@ constexpr int kTN = 4;    // outputs per thread along k
 constexpr int kThreads = (kBM / kTM) * (kBN / kTN);  // 256
 static_assert(kBK * (kBN / 32) <= kThreads, "one hashed word per thread per step");
 constexpr int64_t kGradBlockElems = int64_t(1) << 24;
-constexpr uint64_t kColLimit = uint64_t(1) << 32;
 
 template <typename scalar_t>
 using acc_type_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -159,17 +160,9 @@ unsigned grid_for(int64_t total, int threads) {
   return static_cast<unsigned>(std::clamp<int64_t>((total + threads - 1) / threads, 1, 65535 * 8));
 }
 
-void check_float(const at::Tensor& t, const char* op, const char* name, const at::Device& device) {
-  TORCH_CHECK(t.device() == device, op, ": ", name, " must be on ", device, ", got ", t.device());
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, ": ", name,
-              " must be float32, float64, bfloat16 or float16, got ", t.scalar_type());
-}
-
-void check_proj(int64_t k, int64_t row_offset, const char* op, const char* k_name = "proj_dim") {
-  TORCH_CHECK(k > 0, op, ": ", k_name, " must be positive, got ", k);
-  TORCH_CHECK(static_cast<uint64_t>(k) <= kColLimit, op, ": ", k_name, " must be at most 2^32, got ", k);
+// The projection kernel's grid has ceil(k / kBN) blocks along y, at most 65535.
+void check_grid_width(int64_t k, const char* op, const char* k_name = "proj_dim") {
   TORCH_CHECK((k + kBN - 1) / kBN <= 65535, op, ": ", k_name, " must be at most 65535 * ", kBN, " on CUDA");
-  TORCH_CHECK(row_offset >= 0, op, ": row_offset must be non-negative, got ", row_offset);
 }
 
 // out (N, K) acc dtype, contiguous, += x @ R[row0 : row0 + D, col0 : col0 + K]
@@ -191,15 +184,7 @@ void project_accumulate(at::Tensor& out, const at::Tensor& x_in, int64_t seed, u
 
 void random_signs_fill_cuda(at::Tensor& out, int64_t seed, int64_t row_offset, int64_t col_offset) {
   const char* op = "companion::random_signs_fill";
-  TORCH_CHECK(out.device().is_cuda(), op, ": out must be a CUDA tensor, got ", out.device());
-  TORCH_CHECK(out.dim() == 2, op, ": out must be 2-D [rows, cols], got shape ", out.sizes());
-  TORCH_CHECK(out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble, op,
-              ": out must be float32 or float64, got ", out.scalar_type());
-  TORCH_CHECK(out.size(1) == 0 || out.stride(1) == 1, op, ": out must have unit column stride");
-  TORCH_CHECK(row_offset >= 0, op, ": row_offset must be non-negative, got ", row_offset);
-  TORCH_CHECK(col_offset >= 0 &&
-                  static_cast<uint64_t>(col_offset) + static_cast<uint64_t>(out.size(1)) <= kColLimit,
-              op, ": columns must lie in [0, 2^32): col_offset=", col_offset, ", cols=", out.size(1));
+  check_random_signs_out(out, row_offset, col_offset, at::kCUDA, op);
   const c10::cuda::CUDAGuard guard(out.device());
   const int64_t rows = out.size(0), cols = out.size(1);
   if (rows == 0 || cols == 0) return;
@@ -214,10 +199,9 @@ void random_signs_fill_cuda(at::Tensor& out, int64_t seed, int64_t row_offset, i
 
 at::Tensor project_cuda(const at::Tensor& x, int64_t proj_dim, int64_t seed, int64_t row_offset) {
   const char* op = "companion::project";
-  TORCH_CHECK(x.device().is_cuda(), op, ": x must be a CUDA tensor, got ", x.device());
-  check_float(x, op, "x", x.device());
-  TORCH_CHECK(x.dim() == 2, op, ": x must be 2-D [N, D], got shape ", x.sizes());
+  check_project_input(x, at::kCUDA, op);
   check_proj(proj_dim, row_offset, op);
+  check_grid_width(proj_dim, op);
   const c10::cuda::CUDAGuard guard(x.device());
   const at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor out = at::zeros({x.size(0), proj_dim}, x.options().dtype(acc));  // (N, k)
@@ -225,40 +209,21 @@ at::Tensor project_cuda(const at::Tensor& x, int64_t proj_dim, int64_t seed, int
   return out.mul_(1.0 / std::sqrt(static_cast<double>(proj_dim)));
 }
 
-void check_pair(const at::Tensor& a, const at::Tensor& g, const char* op) {
-  TORCH_CHECK(a.device().is_cuda(), op, ": activations must be a CUDA tensor, got ", a.device());
-  check_float(a, op, "activations", a.device());
-  check_float(g, op, "output_grads", a.device());
-  TORCH_CHECK(a.dim() == 3, op, ": activations must be 3-D [N, T, d_in], got shape ", a.sizes());
-  TORCH_CHECK(g.dim() == 3, op, ": output_grads must be 3-D [N, T, d_out], got shape ", g.sizes());
-  TORCH_CHECK(a.size(0) == g.size(0), op, ": activations and output_grads disagree on N: ", a.size(0), " vs ",
-              g.size(0));
-  TORCH_CHECK(a.size(1) == g.size(1), op, ": activations and output_grads disagree on T: ", a.size(1), " vs ",
-              g.size(1));
-}
-
 at::Tensor grad_project_dense_cuda(const at::Tensor& a_in, const at::Tensor& g_in, int64_t proj_dim,
                                    int64_t seed, int64_t row_offset, const std::optional<at::Tensor>& exp_avg,
                                    const std::optional<at::Tensor>& exp_avg_sq, double beta1, double beta2,
                                    double eps) {
   const char* op = "companion::grad_project_dense";
-  check_pair(a_in, g_in, op);
+  check_pair(a_in, g_in, at::kCUDA, op);
   check_proj(proj_dim, row_offset, op);
+  check_grid_width(proj_dim, op);
   const c10::cuda::CUDAGuard guard(a_in.device());
   const int64_t N = a_in.size(0), d_in = a_in.size(2), d_out = g_in.size(2);
-  TORCH_CHECK(exp_avg.has_value() == exp_avg_sq.has_value(), op,
-              ": exp_avg and exp_avg_sq must be given together");
+  check_adam_state(exp_avg, exp_avg_sq, d_out, d_in, a_in.device(), op);
   const at::ScalarType acc =
       a_in.scalar_type() == at::kDouble && g_in.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor m, v;
   if (exp_avg.has_value()) {
-    for (const at::Tensor* s : {&*exp_avg, &*exp_avg_sq}) {
-      const char* name = s == &*exp_avg ? "exp_avg" : "exp_avg_sq";
-      check_float(*s, op, name, a_in.device());
-      TORCH_CHECK(s->dim() == 2 && s->size(0) == d_out && s->size(1) == d_in, op, ": ", name,
-                  " must have the weight's shape [d_out, d_in] = [", d_out, ", ", d_in, "], got ",
-                  s->sizes());
-    }
     m = exp_avg->to(acc).contiguous();
     v = exp_avg_sq->to(acc).contiguous();
   }
@@ -290,11 +255,10 @@ at::Tensor grad_project_dense_cuda(const at::Tensor& a_in, const at::Tensor& g_i
 at::Tensor grad_project_kronecker_cuda(const at::Tensor& a_in, const at::Tensor& g_in, int64_t k_out,
                                        int64_t k_in, int64_t seed, int64_t row_offset) {
   const char* op = "companion::grad_project_kronecker";
-  check_pair(a_in, g_in, op);
-  check_proj(k_out, row_offset, op, "k_out");
-  check_proj(k_in, row_offset, op, "k_in");
-  TORCH_CHECK(static_cast<uint64_t>(k_out) <= kKroneckerOutColOffset, op, ": k_out must be at most 2^31");
-  TORCH_CHECK(static_cast<uint64_t>(k_in) <= kKroneckerOutColOffset, op, ": k_in must be at most 2^31");
+  check_pair(a_in, g_in, at::kCUDA, op);
+  check_kronecker_widths(k_out, k_in, row_offset, op);
+  check_grid_width(k_out, op, "k_out");
+  check_grid_width(k_in, op, "k_in");
   const c10::cuda::CUDAGuard guard(a_in.device());
   const int64_t N = a_in.size(0), T = a_in.size(1), d_in = a_in.size(2), d_out = g_in.size(2);
   const at::ScalarType acc =

@@ -10,7 +10,8 @@
 // result is rounded back to the input dtype. The backward is one block per row, elementwise.
 //
 // Includes only ATen/torch headers and c10/cuda (no ATen/cuda headers, which pull cuBLAS). This is the
-// only CUDA file of the op that touches torch; the math lives in online_logsumexp.h.
+// only CUDA file of the op that touches torch; the math lives in online_logsumexp.h, the argument checks
+// (shared with the CPU file) in logsumexp_checks.h.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -21,6 +22,7 @@
 
 #include <type_traits>
 
+#include "logsumexp_checks.h"
 #include "online_logsumexp.h"
 
 namespace companion {
@@ -99,19 +101,16 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-void check_logits(const at::Tensor& x, const char* op) {
-  TORCH_CHECK(x.device().is_cuda(), op, ": x must be a CUDA tensor, got ", x.device());
-  TORCH_CHECK(x.dim() == 2, op, ": x must be 2-D [N, V], got shape ", x.sizes());
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), op,
-              ": x must be float32, float64, bfloat16 or float16, got ", x.scalar_type());
-  TORCH_CHECK(x.size(1) > 0, op, ": x must have at least one column (V > 0), got shape ", x.sizes());
+// The shared checks, then the grid limit: one block per row.
+void check_logits_cuda(const at::Tensor& x, const char* op) {
+  check_logits(x, at::kCUDA, op);
   TORCH_CHECK(x.size(0) <= 0x7fffffff, op, ": at most 2^31 - 1 rows, got ", x.size(0));
 }
 
 at::Tensor unit_inner_stride(const at::Tensor& x) { return x.stride(1) == 1 ? x : x.contiguous(); }
 
 at::Tensor logsumexp_cuda(const at::Tensor& x_in) {
-  check_logits(x_in, "companion::logsumexp");
+  check_logits_cuda(x_in, "companion::logsumexp");
   const c10::cuda::CUDAGuard device_guard(x_in.device());
   const at::Tensor x = unit_inner_stride(x_in);
   const int64_t N = x.size(0), V = x.size(1);
@@ -127,17 +126,11 @@ at::Tensor logsumexp_cuda(const at::Tensor& x_in) {
 }
 
 at::Tensor logsumexp_backward_cuda(const at::Tensor& grad, const at::Tensor& x_in, const at::Tensor& lse) {
-  check_logits(x_in, "companion::logsumexp_backward");
+  check_logits_cuda(x_in, "companion::logsumexp_backward");
   const c10::cuda::CUDAGuard device_guard(x_in.device());
   const at::Tensor x = unit_inner_stride(x_in);
   const int64_t N = x.size(0), V = x.size(1);
-  TORCH_CHECK(grad.dim() == 1 && grad.size(0) == N, "companion::logsumexp_backward: grad must have shape [",
-              N, "], got ", grad.sizes());
-  TORCH_CHECK(lse.dim() == 1 && lse.size(0) == N, "companion::logsumexp_backward: lse must have shape [", N,
-              "], got ", lse.sizes());
-  TORCH_CHECK(grad.scalar_type() == x.scalar_type() && lse.scalar_type() == x.scalar_type(),
-              "companion::logsumexp_backward: grad, x and lse must share a dtype, got ", grad.scalar_type(),
-              ", ", x.scalar_type(), ", ", lse.scalar_type());
+  check_logsumexp_backward(grad, x, lse);
   TORCH_CHECK(grad.device() == x.device() && lse.device() == x.device(),
               "companion::logsumexp_backward: grad and lse must be on ", x.device());
   at::Tensor grad_x = at::empty({N, V}, x.options());  // (N, V), contiguous

@@ -13,7 +13,8 @@
 //                              gh [E, B, H] while accumulating dW2, db1; kernel 2: a thread per (e, i, h) forms
 //                              dW1t = sum_b x_bi gh[e, b, h]; kernel 3: db2 = sum_b grad
 //
-// Bit layout, hash and parity are in popcount_parity.h (shared with the CPU kernels and the reference).
+// Bit layout, hash and parity are in popcount_parity.h (shared with the CPU kernels and the reference), the
+// argument checks in parity_checks.h (shared with the CPU kernels).
 // Includes only ATen/torch headers and c10/cuda (no ATen/cuda headers, which pull cuBLAS). Not yet tuned on
 // a GPU: the block sizes are the usual 256 threads.
 #include <ATen/Dispatch.h>
@@ -27,6 +28,7 @@
 
 #include <algorithm>
 
+#include "parity_checks.h"
 #include "popcount_parity.h"
 
 namespace companion {
@@ -35,19 +37,9 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kClassGroup = 8;  // classes reduced per pass of the forward (C = 2 for parity: one pass)
 
-int64_t words_for(int64_t n) { return (n + 63) / 64; }
+using parity::words_for;
+
 unsigned blocks_for(int64_t count) { return static_cast<unsigned>(std::max<int64_t>(1, (count + kThreads - 1) / kThreads)); }
-
-void check_cuda(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.device().is_cuda(), op, ": ", name, " must be a CUDA tensor, got ", t.device());
-}
-
-void check_packed(const at::Tensor& t, const char* op, const char* name, int64_t dim) {
-  check_cuda(t, op, name);
-  TORCH_CHECK(t.scalar_type() == at::kLong, op, ": ", name, " must be int64 (bit-packed signs), got ",
-              t.scalar_type());
-  TORCH_CHECK(t.dim() == dim, op, ": ", name, " must be ", dim, "-D, got shape ", t.sizes());
-}
 
 const uint64_t* words_ptr(const at::Tensor& t) { return reinterpret_cast<const uint64_t*>(t.const_data_ptr<int64_t>()); }
 
@@ -105,13 +97,8 @@ __global__ void unpack_kernel(const uint64_t* __restrict__ x, int64_t B, int64_t
 std::tuple<at::Tensor, at::Tensor> parity_sample_cuda(int64_t n, int64_t batch, int64_t seed, int64_t start,
                                                       const at::Tensor& support_mask) {
   const char* op = "companion::parity_sample";
-  TORCH_CHECK(n >= 1, op, ": n must be >= 1, got ", n);
-  TORCH_CHECK(batch >= 0, op, ": batch must be >= 0, got ", batch);
-  TORCH_CHECK(seed >= 0 && start >= 0, op, ": seed and start must be >= 0, got ", seed, ", ", start);
+  check_parity_sample(n, batch, seed, start, support_mask, at::kCUDA, op);
   const int64_t W = words_for(n);
-  check_packed(support_mask, op, "support_mask", 1);
-  TORCH_CHECK(support_mask.size(0) == W, op, ": support_mask must have ", W, " words for n = ", n, ", got ",
-              support_mask.size(0));
   const c10::cuda::CUDAGuard guard(support_mask.device());
   const at::Tensor mask = support_mask.contiguous();
   at::Tensor x = at::empty({batch, W}, mask.options());                  // (B, W)
@@ -126,10 +113,7 @@ std::tuple<at::Tensor, at::Tensor> parity_sample_cuda(int64_t n, int64_t batch, 
 
 at::Tensor parity_pack_cuda(const at::Tensor& x_in) {
   const char* op = "companion::parity_pack";
-  check_cuda(x_in, op, "x");
-  TORCH_CHECK(x_in.dim() == 2, op, ": x must be 2-D [B, n], got shape ", x_in.sizes());
-  TORCH_CHECK(at::isFloatingType(x_in.scalar_type()), op, ": x must be a float tensor, got ", x_in.scalar_type());
-  TORCH_CHECK(x_in.size(1) >= 1, op, ": x must have n >= 1 columns, got shape ", x_in.sizes());
+  check_parity_pack(x_in, at::kCUDA, op);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), n = x.size(1), W = words_for(n);
@@ -145,11 +129,8 @@ at::Tensor parity_pack_cuda(const at::Tensor& x_in) {
 
 at::Tensor parity_unpack_cuda(const at::Tensor& x_packed_in, int64_t n) {
   const char* op = "companion::parity_unpack";
-  check_packed(x_packed_in, op, "x_packed", 2);
-  TORCH_CHECK(n >= 1, op, ": n must be >= 1, got ", n);
+  check_parity_unpack(x_packed_in, n, at::kCUDA, op);
   const int64_t W = words_for(n);
-  TORCH_CHECK(x_packed_in.size(1) == W, op, ": x_packed must have ", W, " words per row for n = ", n, ", got ",
-              x_packed_in.size(1));
   const c10::cuda::CUDAGuard guard(x_packed_in.device());
   const at::Tensor xw = x_packed_in.contiguous();
   const int64_t B = xw.size(0);
@@ -201,26 +182,17 @@ __global__ void correlations_backward_kernel(const scalar_t* __restrict__ grad, 
   out[t] = static_cast<scalar_t>(acc / static_cast<double>(N));
 }
 
-void check_correlation_inputs(const at::Tensor& x_packed, const at::Tensor& masks, const char* op) {
-  check_packed(x_packed, op, "x_packed", 2);
-  check_packed(masks, op, "masks", 2);
-  TORCH_CHECK(x_packed.size(1) >= 1, op, ": x_packed must have at least one word per row, got shape ",
-              x_packed.sizes());
-  TORCH_CHECK(masks.size(1) == x_packed.size(1), op, ": masks must have as many words per row as x_packed (",
-              x_packed.size(1), "), got shape ", masks.sizes());
+// The shared checks, then the grid limit of the forward: one block per subset along x.
+void check_correlation_inputs_cuda(const at::Tensor& x_packed, const at::Tensor& masks, const char* op) {
+  check_correlation_inputs(x_packed, masks, at::kCUDA, op);
   TORCH_CHECK(masks.size(0) <= 0x7fffffff, op, ": at most 2^31 - 1 subsets");
 }
 
 at::Tensor monomial_correlations_cuda(const at::Tensor& x_packed_in, const at::Tensor& f_in, const at::Tensor& masks_in) {
   const char* op = "companion::monomial_correlations";
-  check_correlation_inputs(x_packed_in, masks_in, op);
-  check_cuda(f_in, op, "f");
-  TORCH_CHECK(f_in.dim() == 2, op, ": f must be 2-D [N, C], got shape ", f_in.sizes());
-  TORCH_CHECK(f_in.scalar_type() == at::kFloat || f_in.scalar_type() == at::kDouble, op,
-              ": f must be float32 or float64, got ", f_in.scalar_type());
+  check_correlation_inputs_cuda(x_packed_in, masks_in, op);
+  check_correlation_f(f_in, x_packed_in.size(0), at::kCUDA, op);
   const int64_t N = x_packed_in.size(0), W = x_packed_in.size(1), C = f_in.size(1), S = masks_in.size(0);
-  TORCH_CHECK(f_in.size(0) == N, op, ": f must have one row per row of x_packed (", N, "), got shape ", f_in.sizes());
-  TORCH_CHECK(N >= 1, op, ": the mean over rows needs N >= 1 rows");
   TORCH_CHECK(C <= 65535, op, ": at most 65535 columns of f");
   const c10::cuda::CUDAGuard guard(f_in.device());
   const at::Tensor x = x_packed_in.contiguous(), f = f_in.contiguous(), masks = masks_in.contiguous();
@@ -238,14 +210,9 @@ at::Tensor monomial_correlations_cuda(const at::Tensor& x_packed_in, const at::T
 at::Tensor monomial_correlations_backward_cuda(const at::Tensor& grad_in, const at::Tensor& x_packed_in,
                                                const at::Tensor& masks_in) {
   const char* op = "companion::monomial_correlations_backward";
-  check_correlation_inputs(x_packed_in, masks_in, op);
-  check_cuda(grad_in, op, "grad");
+  check_correlation_inputs_cuda(x_packed_in, masks_in, op);
   const int64_t N = x_packed_in.size(0), W = x_packed_in.size(1), S = masks_in.size(0);
-  TORCH_CHECK(grad_in.dim() == 2 && grad_in.size(0) == S, op, ": grad must be [S, C] with S = ", S, ", got shape ",
-              grad_in.sizes());
-  TORCH_CHECK(grad_in.scalar_type() == at::kFloat || grad_in.scalar_type() == at::kDouble, op,
-              ": grad must be float32 or float64, got ", grad_in.scalar_type());
-  TORCH_CHECK(N >= 1, op, ": the mean over rows needs N >= 1 rows");
+  check_correlation_grad(grad_in, N, S, at::kCUDA, op);
   const c10::cuda::CUDAGuard guard(grad_in.device());
   const int64_t C = grad_in.size(1);
   const at::Tensor x = x_packed_in.contiguous(), g = grad_in.contiguous(), masks = masks_in.contiguous();
@@ -361,42 +328,10 @@ __global__ void ensemble_backward_b2_kernel(const scalar_t* __restrict__ grad, i
   gb2[t] = acc;
 }
 
-struct EnsembleShape {
-  int64_t E, B, n, H, C, W, x_member_stride;
-};
-
-EnsembleShape check_ensemble(const at::Tensor& x_packed, const at::Tensor& w1t, const at::Tensor& b1,
-                             const at::Tensor& w2, const char* op) {
-  check_cuda(x_packed, op, "x_packed");
-  TORCH_CHECK(x_packed.scalar_type() == at::kLong, op, ": x_packed must be int64 (bit-packed signs), got ",
-              x_packed.scalar_type());
-  TORCH_CHECK(x_packed.dim() == 2 || x_packed.dim() == 3, op, ": x_packed must be [B, W] or [E, B, W], got shape ",
-              x_packed.sizes());
-  for (const auto* t : {&w1t, &b1, &w2}) check_cuda(*t, op, "weights");
-  TORCH_CHECK(w1t.dim() == 3 && b1.dim() == 2 && w2.dim() == 3, op,
-              ": weight1 must be [E, n, H], bias1 [E, H], weight2 [E, C, H], got ", w1t.sizes(), ", ", b1.sizes(),
-              ", ", w2.sizes());
-  EnsembleShape s{};
-  s.E = w1t.size(0);
-  s.n = w1t.size(1);
-  s.H = w1t.size(2);
-  s.C = w2.size(1);
-  s.W = words_for(s.n);
-  s.B = x_packed.size(x_packed.dim() - 2);
-  s.x_member_stride = x_packed.dim() == 3 ? s.B * s.W : 0;
-  TORCH_CHECK(s.E >= 1 && s.n >= 1 && s.H >= 1 && s.C >= 1, op, ": E, n, H and C must be >= 1, got weight1 ",
-              w1t.sizes(), ", weight2 ", w2.sizes());
-  TORCH_CHECK(b1.size(0) == s.E && b1.size(1) == s.H, op, ": bias1 must be [", s.E, ", ", s.H, "], got ", b1.sizes());
-  TORCH_CHECK(w2.size(0) == s.E && w2.size(2) == s.H, op, ": weight2 must be [", s.E, ", C, ", s.H, "], got ",
-              w2.sizes());
-  TORCH_CHECK(x_packed.size(-1) == s.W, op, ": x_packed must have ", s.W, " words per row for n = ", s.n,
-              ", got shape ", x_packed.sizes());
-  TORCH_CHECK(x_packed.dim() == 2 || x_packed.size(0) == s.E, op, ": x_packed [E, B, W] must have E = ", s.E,
-              ", got shape ", x_packed.sizes());
-  TORCH_CHECK(w1t.scalar_type() == at::kFloat || w1t.scalar_type() == at::kDouble, op,
-              ": weights must be float32 or float64, got ", w1t.scalar_type());
-  TORCH_CHECK(b1.scalar_type() == w1t.scalar_type() && w2.scalar_type() == w1t.scalar_type(), op,
-              ": weights must share a dtype, got ", w1t.scalar_type(), ", ", b1.scalar_type(), ", ", w2.scalar_type());
+// The shared checks, then the grid limits: samples along x, members along y.
+EnsembleShape check_ensemble_cuda(const at::Tensor& x_packed, const at::Tensor& w1t, const at::Tensor& b1,
+                                  const at::Tensor& w2, const char* op) {
+  const EnsembleShape s = check_ensemble(x_packed, w1t, b1, w2, at::kCUDA, op);
   TORCH_CHECK(s.B <= 0x7fffffff && s.E <= 65535, op, ": at most 2^31 - 1 samples and 65535 members");
   return s;
 }
@@ -404,11 +339,8 @@ EnsembleShape check_ensemble(const at::Tensor& x_packed, const at::Tensor& w1t, 
 at::Tensor ensemble_mlp_forward_cuda(const at::Tensor& x_packed_in, const at::Tensor& w1t_in, const at::Tensor& b1_in,
                                      const at::Tensor& w2_in, const at::Tensor& b2_in) {
   const char* op = "companion::ensemble_mlp_forward";
-  const EnsembleShape s = check_ensemble(x_packed_in, w1t_in, b1_in, w2_in, op);
-  check_cuda(b2_in, op, "bias2");
-  TORCH_CHECK(b2_in.dim() == 2 && b2_in.size(0) == s.E && b2_in.size(1) == s.C, op, ": bias2 must be [", s.E, ", ",
-              s.C, "], got ", b2_in.sizes());
-  TORCH_CHECK(b2_in.scalar_type() == w1t_in.scalar_type(), op, ": weights must share a dtype");
+  const EnsembleShape s = check_ensemble_cuda(x_packed_in, w1t_in, b1_in, w2_in, op);
+  check_ensemble_bias2(b2_in, s, w1t_in, at::kCUDA, op);
   const c10::cuda::CUDAGuard guard(w1t_in.device());
   const at::Tensor x = x_packed_in.contiguous(), w1t = w1t_in.contiguous(), b1 = b1_in.contiguous();
   const at::Tensor w2 = w2_in.contiguous(), b2 = b2_in.contiguous();
@@ -429,12 +361,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_mlp_backward
     const at::Tensor& grad_in, const at::Tensor& x_packed_in, const at::Tensor& w1t_in, const at::Tensor& b1_in,
     const at::Tensor& w2_in) {
   const char* op = "companion::ensemble_mlp_backward";
-  const EnsembleShape s = check_ensemble(x_packed_in, w1t_in, b1_in, w2_in, op);
-  check_cuda(grad_in, op, "grad");
-  TORCH_CHECK(grad_in.dim() == 3 && grad_in.size(0) == s.E && grad_in.size(1) == s.B && grad_in.size(2) == s.C, op,
-              ": grad must be [", s.E, ", ", s.B, ", ", s.C, "], got ", grad_in.sizes());
-  TORCH_CHECK(grad_in.scalar_type() == w1t_in.scalar_type(), op, ": grad must have the weights' dtype ",
-              w1t_in.scalar_type(), ", got ", grad_in.scalar_type());
+  const EnsembleShape s = check_ensemble_cuda(x_packed_in, w1t_in, b1_in, w2_in, op);
+  check_ensemble_grad(grad_in, s, w1t_in, at::kCUDA, op);
   const c10::cuda::CUDAGuard guard(w1t_in.device());
   const at::Tensor x = x_packed_in.contiguous(), w1t = w1t_in.contiguous(), b1 = b1_in.contiguous();
   const at::Tensor w2 = w2_in.contiguous(), grad = grad_in.contiguous();

@@ -46,6 +46,9 @@
 namespace companion {
 namespace parity {
 
+// Words per packed row of n coordinates.
+PARITY_HD PARITY_INLINE int64_t words_for(int64_t n) { return (n + 63) / 64; }
+
 // ----------------------------------------------------------------------------------- counter-based bits
 
 // lowbias32 (C. Wellons, "Prospecting for hash functions", 2018): bias 0.17 from the ideal avalanche.
