@@ -49,41 +49,8 @@ namespace {
 constexpr int64_t kRowChunk = 4096;
 constexpr int64_t kVocabChunk = 4096;
 constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-constexpr unsigned kFullMask = 0xffffffffu;
 
 // ------------------------------------------------------------------------------------------- kernels
-
-template <typename acc_t>
-__device__ __forceinline__ OnlineLogSumExp<acc_t> warp_merge(OnlineLogSumExp<acc_t> state) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    const OnlineLogSumExp<acc_t> other(__shfl_xor_sync(kFullMask, state.m, offset),
-                                       __shfl_xor_sync(kFullMask, state.s, offset));
-    state.merge(other);
-  }
-  return state;
-}
-
-// Merge the states of all kThreads threads; the result is valid in thread 0.
-template <typename acc_t>
-__device__ __forceinline__ OnlineLogSumExp<acc_t> block_merge(OnlineLogSumExp<acc_t> state) {
-  __shared__ acc_t warp_m[kWarps];
-  __shared__ acc_t warp_s[kWarps];
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
-  state = warp_merge(state);
-  if (lane == 0) {
-    warp_m[warp] = state.m;
-    warp_s[warp] = state.s;
-  }
-  __syncthreads();
-  if (warp == 0) {
-    state = lane < kWarps ? OnlineLogSumExp<acc_t>(warp_m[lane], warp_s[lane]) : OnlineLogSumExp<acc_t>();
-    state = warp_merge(state);
-  }
-  return state;
-}
 
 // One block per row of a [rows, vlen] logits chunk (vocabulary entries v0 .. v0 + vlen): fold the row into
 // the running (m, s) of that row, and store the target logit if the target lies in the chunk.
@@ -100,7 +67,7 @@ __global__ void __launch_bounds__(kThreads)
     state.update(x);
     if (v == t) target_logit[row] = x;
   }
-  state = block_merge(state);
+  state = block_merge<kThreads>(state);
   if (threadIdx.x == 0) {
     OnlineLogSumExp<scalar_t> running(run_m[row], run_s[row]);
     running.merge(state);

@@ -31,42 +31,9 @@ namespace {
 // 8 warps per row: enough loads in flight to stream a 32k-50k vocabulary row; the cross-warp merge is
 // one shared-memory round. Not yet tuned on a GPU.
 constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-constexpr unsigned kFullMask = 0xffffffffu;
 
 template <typename scalar_t>
 using acc_type_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-
-template <typename acc_t>
-__device__ __forceinline__ OnlineLogSumExp<acc_t> warp_merge(OnlineLogSumExp<acc_t> state) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    const OnlineLogSumExp<acc_t> other(__shfl_xor_sync(kFullMask, state.m, offset),
-                                       __shfl_xor_sync(kFullMask, state.s, offset));
-    state.merge(other);
-  }
-  return state;  // every lane holds the warp's state
-}
-
-// Merge the states of all kThreads threads; the result is valid in thread 0.
-template <typename acc_t>
-__device__ __forceinline__ OnlineLogSumExp<acc_t> block_merge(OnlineLogSumExp<acc_t> state) {
-  __shared__ acc_t warp_m[kWarps];
-  __shared__ acc_t warp_s[kWarps];
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
-  state = warp_merge(state);
-  if (lane == 0) {
-    warp_m[warp] = state.m;
-    warp_s[warp] = state.s;
-  }
-  __syncthreads();
-  if (warp == 0) {
-    state = lane < kWarps ? OnlineLogSumExp<acc_t>(warp_m[lane], warp_s[lane]) : OnlineLogSumExp<acc_t>();
-    state = warp_merge(state);
-  }
-  return state;
-}
 
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
@@ -78,7 +45,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t v = threadIdx.x; v < V; v += kThreads) {
     state.update(static_cast<acc_t>(x_row[v]));
   }
-  state = block_merge(state);
+  state = block_merge<kThreads>(state);
   if (threadIdx.x == 0) lse[row] = static_cast<scalar_t>(state.result());
 }
 

@@ -224,4 +224,44 @@ COMPANION_CPU_SIMD void lse_backward_block(const acc_t* __restrict__ x, acc_t* _
   }
 }
 
+#if defined(__CUDACC__)
+// ------------------------------------------------------------------- CUDA warp and block reductions
+// Shared by the log-sum-exp and fused DPO kernels (one block of kThreads threads per row).
+
+// Butterfly merge over the 32 lanes: every lane ends with the warp's state.
+template <typename acc_t>
+__device__ __forceinline__ OnlineLogSumExp<acc_t> warp_merge(OnlineLogSumExp<acc_t> state) {
+  constexpr unsigned kFullMask = 0xffffffffu;
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const OnlineLogSumExp<acc_t> other(__shfl_xor_sync(kFullMask, state.m, offset),
+                                       __shfl_xor_sync(kFullMask, state.s, offset));
+    state.merge(other);
+  }
+  return state;
+}
+
+// Merge the states of all kThreads threads of the block; the result is valid in thread 0.
+template <int kThreads, typename acc_t>
+__device__ __forceinline__ OnlineLogSumExp<acc_t> block_merge(OnlineLogSumExp<acc_t> state) {
+  static_assert(kThreads % 32 == 0 && kThreads <= 1024, "kThreads must be a multiple of 32, at most 1024");
+  constexpr int kWarps = kThreads / 32;
+  __shared__ acc_t warp_m[kWarps];
+  __shared__ acc_t warp_s[kWarps];
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  state = warp_merge(state);
+  if (lane == 0) {
+    warp_m[warp] = state.m;
+    warp_s[warp] = state.s;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    state = lane < kWarps ? OnlineLogSumExp<acc_t>(warp_m[lane], warp_s[lane]) : OnlineLogSumExp<acc_t>();
+    state = warp_merge(state);
+  }
+  return state;
+}
+#endif  // defined(__CUDACC__)
+
 }  // namespace companion
