@@ -35,6 +35,7 @@ import pathlib
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -208,6 +209,8 @@ def run_provider(
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     del warm
+    first_batch = (x[:batch_size], y[:batch_size])
+    profile = _profile_projection(featurize, first_batch) if name == "ours_dense" else None
     return {
         "provider": name,
         "proj_dim": proj_dim,
@@ -218,9 +221,36 @@ def run_provider(
         "baseline_rss_mb": baseline / 2**20,
         "peak_rss_above_baseline_mb": (peak_rss_bytes() - baseline) / 2**20 if reset else None,
         "check_features": features[0].tolist() if features else None,
+        "projection_op_seconds_per_example": profile / batch_size if profile is not None else None,
         "loadavg_before": load_before,
         "loadavg": os.getloadavg(),
     }
+
+
+def _profile_projection(featurize: Callable, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Seconds one batch spends inside companion::grad_project_dense (torch.profiler, one extra batch)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        featurize(batch)
+    events = [e for e in prof.key_averages() if e.key == "companion::grad_project_dense"]
+    return sum(e.cpu_time_total for e in events) / 1e6
+
+
+def sgemm_peak_gflops(threads: int, device: str) -> float:
+    """Float32 GEMM throughput of this machine with `threads` threads: one large square-ish product
+    [512, 4096] @ [4096, 4096], best of 5. The ceiling for any dense projection on it."""
+    torch.set_num_threads(threads)
+    a = torch.randn(512, 4096, device=device)
+    b = torch.randn(4096, 4096, device=device)
+    best = float("inf")
+    for _ in range(6):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 512 * 4096 * 4096 / best / 1e9
 
 
 def _spawn(name: str, proj_dim: int, cfg: dict, device: str, threads: int) -> dict:
@@ -244,8 +274,21 @@ def _spawn(name: str, proj_dim: int, cfg: dict, device: str, threads: int) -> di
 # ---------------------------------------------------------------------------------------- report
 
 
-def summarize(rows: list[dict]) -> dict[str, Any]:
-    """Ratios and the issue's targets per proj_dim."""
+def flop_bound(limit_examples_per_s: float, proj_dim: int, sgemm_gflops: float) -> dict[str, float]:
+    """The best any dense projection of the full gradient could do here: the limit's time per example plus
+    2 D k flops (D = 65,536 gradient entries) at this machine's measured sgemm rate."""
+    flops = 2.0 * 65536 * proj_dim
+    best = 1.0 / (1.0 / limit_examples_per_s + flops / (sgemm_gflops * 1e9))
+    return {
+        "projection_gflop_per_example": flops / 1e9,
+        "sgemm_gflops": sgemm_gflops,
+        "best_examples_per_s": best,
+        "best_fraction_of_limit": best / limit_examples_per_s,
+    }
+
+
+def summarize(rows: list[dict], sgemm_gflops: float | None = None) -> dict[str, Any]:
+    """Ratios and the issue's targets per proj_dim, and (given the machine's sgemm rate) the flop bound."""
     out: dict[str, Any] = {}
     for k in sorted({r["proj_dim"] for r in rows}):
         by = {r["provider"]: r for r in rows if r["proj_dim"] == k}
@@ -254,6 +297,13 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
             "ours_dense_vs_limit": ours["examples_per_s"] / by["limit"]["examples_per_s"],
             "ours_kronecker_vs_limit": by["ours_kronecker"]["examples_per_s"] / by["limit"]["examples_per_s"],
         }
+        if sgemm_gflops:
+            bound = flop_bound(by["limit"]["examples_per_s"], k, sgemm_gflops)
+            bound["best_vs_torch_func"] = bound["best_examples_per_s"] / by["torch_func"]["examples_per_s"]
+            op_s = ours.get("projection_op_seconds_per_example")
+            if op_s:
+                bound["ours_projection_op_gflops"] = bound["projection_gflop_per_example"] / op_s
+            s["flop_bound"] = bound
         for b in BASELINES:
             s[f"ours_dense_vs_{b}"] = ours["examples_per_s"] / by[b]["examples_per_s"]
             s[f"ours_kronecker_vs_{b}"] = by["ours_kronecker"]["examples_per_s"] / by[b]["examples_per_s"]
@@ -321,6 +371,8 @@ def main(out_dir: pathlib.Path, quick: bool = False, device: str = "cpu") -> dic
         raise RuntimeError("device='cuda' requested but torch.cuda.is_available() is False")
     cfg = QUICK if quick else FULL
     threads = 2
+    sgemm = sgemm_peak_gflops(threads, device)
+    print(f"  float32 sgemm on this machine ({threads} threads): {sgemm:.0f} GFLOP/s", flush=True)
     rows = []
     for proj_dim in cfg["proj_dims"]:
         for name in PROVIDERS:
@@ -344,7 +396,8 @@ def main(out_dir: pathlib.Path, quick: bool = False, device: str = "cpu") -> dic
         },
         "providers": list(PROVIDERS),
         "rows": rows,
-        "summary": summarize(rows),
+        "sgemm_gflops": sgemm,
+        "summary": summarize(rows, sgemm),
         "environment": environment(device),
     }
     atomic_write_json(out_dir / "grad_projection.json", data)
