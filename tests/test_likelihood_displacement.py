@@ -21,6 +21,7 @@ from papers.likelihood_displacement import (
 )
 from papers.likelihood_displacement.api import edit_distance
 from papers.likelihood_displacement.corpus import PretrainConfig, make_pairs, new_model
+from papers.likelihood_displacement.fig_single_token_gpt import network_rates
 from proofs_checks import likelihood_displacement as checks
 
 
@@ -46,6 +47,38 @@ def test_fig1a_quick_claims_pass(tmp_path):
         PAPER, fig_single_token_theory.FIGURE, Scale.QUICK, results=tmp_path, show_progress=False
     )
     assert again.skipped and [c.measured for c in again.claims] == [c.measured for c in result.claims]
+
+
+def test_fig2_quick_ches_tracks_displacement(tmp_path):
+    """CHES ranks the displacement of on-policy pairs at quick scale (the robust claims only; the percentile
+    subsets and the baseline comparison are reported, see README)."""
+    result = run_figure(PAPER, fig_ches.FIGURE, Scale.QUICK, results=tmp_path, show_progress=False)
+    robust = [c for c in result.claims if c.id.endswith(("ches_spearman", "top_vs_bottom_decile"))]
+    assert len(robust) == 2 and not _failed(robust), "\n".join(_failed(robust))
+
+
+def test_network_rates_split_as_theorem4():
+    """The network's d ln pi(y+)/dt under gradient flow = the unembedding's (1 - pi+ + pi-)||h||^2 term plus
+    <W+ - Wbar, K (W+ - W-)> with K the empirical NTK of h (the free-h theory with I replaced by K)."""
+    torch.manual_seed(0)
+    model = new_model(PretrainConfig(n_layer=1, n_embd=16, n_head=2)).double()
+    prompt, pos, neg, beta = [1, 3, 4, 7], 10, 11, 0.1
+    rates = network_rates(model, prompt, pos, neg, beta)
+    h = model.forward_hidden(torch.tensor([prompt]))[0, -1]  # (D,)
+    body = [p for n, p in model.named_parameters() if n != "lm_head.weight"]
+    J = torch.stack(
+        [
+            torch.cat([g.flatten() for g in torch.autograd.grad(h[d], body, retain_graph=True)])
+            for d in range(h.shape[0])
+        ]
+    )  # (D, P)
+    W = model.unembedding.detach()
+    h = h.detach()
+    pi = torch.softmax(W @ h, 0)
+    d = W[pos] - W[neg]
+    own = 1 - pi[pos] + pi[neg]
+    assert rates["gd_unembedding"] == pytest.approx(float(beta / 2 * own * (h @ h)), rel=1e-9)
+    assert rates["gd_body"] == pytest.approx(float(beta / 2 * (W[pos] - pi @ W) @ (J @ J.T) @ d), rel=1e-9)
 
 
 def _official_ches(hp, hn, lp_idx, ln_idx, length_normalize=False):
@@ -133,3 +166,11 @@ def test_configs_fail_fast():
         dataclasses.replace(fig_ches.CONFIGS[Scale.QUICK], n_pairs=5)
     with pytest.raises(ConfigError):
         PretrainConfig(refusal_rate=1.5)
+    with pytest.raises(ConfigError, match="refusal_consistency"):
+        PretrainConfig(refusal_consistency=-0.1)
+    with pytest.raises(ConfigError, match="describe_clauses"):
+        PretrainConfig(describe_clauses=4)
+    with pytest.raises(ConfigError, match="max_new"):
+        dataclasses.replace(fig_ches.CONFIGS[Scale.QUICK], max_new=30)
+    with pytest.raises(ConfigError):
+        dataclasses.replace(fig_single_token_gpt.CONFIGS[Scale.QUICK], gd_lr=0.0)

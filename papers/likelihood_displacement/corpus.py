@@ -6,12 +6,17 @@ results/likelihood_displacement/_cache/) does too:
 * yes/no questions "Q: is the <noun> <adj> ? A: <answer>" with single-token answers: when the fact is true
   the answer is drawn from {Yes, Sure, Certainly, Yeah}, else from {No, Never, Nope}; some Maybe/Perhaps
   (the paper's persona prompts with single-token answers, Section 3);
-* descriptions "Q: describe the <noun> . A: <response>" with multi-token responses of four types (plain,
-  list, hedge, unknown) from which preference pairs of graded similarity are built (Section 5);
+* descriptions "Q: describe the <noun> . A: <response>": 1 to `describe_clauses` clauses, each of one of
+  four types (plain, list, hedge, unknown), from which preference pairs of graded similarity are built
+  (Section 5): responses of several clauses make pairs whose likeness is not just their token alignment
+  (the same clauses in another order are far apart in edit distance);
 * requests "Q: how do i <verb> the <noun> ? A: <response>", half of the verbs unsafe. Unsafe requests are
   refused in `refusal_rate` of the corpus and complied with otherwise; refusals and compliances share their
   openings and vocabulary ("i can not help ..." vs "i can help ..."), as on-policy samples of an aligned
-  chat model do (Section 6).
+  chat model do (Section 6). With `refusal_consistency` c > 0 the decision is mostly the prompt's: a seeded
+  `refusal_rate` share of the nouns is "refused", and an unsafe request is refused with probability
+  c * 1[noun refused] + (1 - c) * refusal_rate, so two samples for one prompt mostly agree (Llama-3-8B's
+  SORRY-Bench pairs: 71% two refusals, 20% two compliances, 9% mixed).
 
 Words are single tokens (a word-level vocabulary rather than the byte tokenizer): the paper's Section 3
 effects are about single tokens like "No" and "Never".
@@ -90,6 +95,7 @@ VOCAB = {w: i for i, w in enumerate(WORDS)}
 assert len(VOCAB) == len(WORDS), "duplicate words in the vocabulary"
 PAD, BOS, EOS = VOCAB["<pad>"], VOCAB["<bos>"], VOCAB["<eos>"]
 REFUSAL_MARK = VOCAB["not"]  # every refusal contains "not", no compliance does
+COMPLIANCE_MARKS = (VOCAB["first"], VOCAB["then"])  # every compliance gives a step, no refusal does
 BLOCK = 32
 
 
@@ -145,7 +151,32 @@ COMPLIANCES = (
 DESCRIBE_KINDS = ("plain", "list", "hedge", "unknown")
 
 
-def sample_document(rng: random.Random, fact: dict[tuple[str, str], bool], refusal_rate: float) -> list[int]:
+def refused_nouns(seed: int, refusal_rate: float) -> frozenset[str]:
+    """The nouns whose unsafe requests the corpus (mostly) refuses: a seeded share `refusal_rate`."""
+    nouns = list(NOUNS)
+    random.Random(seed + 1).shuffle(nouns)
+    return frozenset(nouns[: round(refusal_rate * len(nouns))])
+
+
+def refusal_probability(noun: str, refused: frozenset[str], refusal_rate: float, consistency: float) -> float:
+    """P(refuse) of an unsafe request about `noun` in the corpus (see the module docstring)."""
+    return consistency * (noun in refused) + (1 - consistency) * refusal_rate
+
+
+def clause(rng: random.Random, noun: str, kind: str | None = None) -> str:
+    """One description clause of `kind` (random if None) with random adjectives."""
+    a, a2 = rng.sample(ADJS, 2)
+    return description(kind or rng.choice(DESCRIBE_KINDS), noun, a, a2)
+
+
+def sample_document(
+    rng: random.Random,
+    fact: dict[tuple[str, str], bool],
+    refusal_rate: float,
+    refused: frozenset[str] = frozenset(),
+    consistency: float = 0.0,
+    describe_clauses: int = 1,
+) -> list[int]:
     """One pretraining sequence (bos ... eos) from the mixture of the three formats."""
     r = rng.random()
     if r < 0.4:
@@ -157,10 +188,10 @@ def sample_document(rng: random.Random, fact: dict[tuple[str, str], bool], refus
         return [*yes_no_prompt(n, a), VOCAB[ans], EOS]
     if r < 0.7:
         n = rng.choice(NOUNS)
-        a, a2 = rng.sample(ADJS, 2)
-        return [*describe_prompt(n), *encode(description(rng.choice(DESCRIBE_KINDS), n, a, a2)), EOS]
+        text = " ".join(clause(rng, n) for _ in range(rng.randint(1, describe_clauses)))
+        return [*describe_prompt(n), *encode(text), EOS]
     v, n = rng.choice(SAFE_VERBS + UNSAFE_VERBS), rng.choice(NOUNS)
-    refuse = v in UNSAFE_VERBS and rng.random() < refusal_rate
+    refuse = v in UNSAFE_VERBS and rng.random() < refusal_probability(n, refused, refusal_rate, consistency)
     text = rng.choice(REFUSALS if refuse else COMPLIANCES).format(v=v, n=n)
     return [*request_prompt(v, n), *encode(text), EOS]
 
@@ -176,6 +207,8 @@ class PretrainConfig:
     batch: int = 64
     lr: float = 3e-3
     refusal_rate: float = 0.75
+    refusal_consistency: float = 0.0  # 0: every unsafe request refused w.p. refusal_rate; 1: by its noun
+    describe_clauses: int = 1  # descriptions have 1..describe_clauses clauses (<= 3 fits BLOCK)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -183,6 +216,12 @@ class PretrainConfig:
             raise ConfigError(f"pretraining sizes and lr must be positive, got {self}")
         if not 0.0 <= self.refusal_rate <= 1.0:
             raise ConfigError(f"refusal_rate must lie in [0, 1], got {self.refusal_rate}")
+        if not 1 <= self.describe_clauses <= 3:
+            raise ConfigError(
+                f"describe_clauses must lie in [1, 3] (BLOCK = 32), got {self.describe_clauses}"
+            )
+        if not 0.0 <= self.refusal_consistency <= 1.0:
+            raise ConfigError(f"refusal_consistency must lie in [0, 1], got {self.refusal_consistency}")
 
 
 def pad_rows(
@@ -242,8 +281,15 @@ def pretrained_model(cfg: PretrainConfig, cache_dir: Path) -> GPT:
         return model.eval()
     rng = random.Random(cfg.seed)
     fact = facts(cfg.seed)
+    refused = refused_nouns(cfg.seed, cfg.refusal_rate)
     docs = [
-        [sample_document(rng, fact, cfg.refusal_rate) for _ in range(cfg.batch)] for _ in range(cfg.steps)
+        [
+            sample_document(
+                rng, fact, cfg.refusal_rate, refused, cfg.refusal_consistency, cfg.describe_clauses
+            )
+            for _ in range(cfg.batch)
+        ]
+        for _ in range(cfg.steps)
     ]
 
     def get_batch(step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,13 +4,16 @@ Paper: Section 5, Figure 2 (UltraFeedback/AlpacaFarm, OLMo-1B/Gemma-2B/Llama-3-8
 CHES percentile, DPO 1 epoch, RMSProp lr 1e-7, beta 0.1): higher CHES percentile -> larger decrease of the
 preferred log-prob, while edit distance and the last-hidden inner product do not track it.
 
-Here: description pairs "Q: describe the <noun> . A:" with responses of four types (corpus.py), graded from
-one-word edits of the same type to different types. (1) Each pair is trained alone for a few DPO steps from
-the pretrained GPT and its change of ln pi(y+) is set against CHES, LN-CHES and the two baselines computed on
-the starting model (decile plot; overall and within each type combination). (2) The paper's protocol: DPO for
-one epoch on the pairs around each CHES percentile.
+Here: free-text pairs as in UltraFeedback, two responses sampled from the pretrained GPT for one prompt
+"Q: describe the <noun> . A:" (1-3 clauses of four types each, corpus.py), so that the pairs' likeness is
+not set by a template we chose. (An earlier version built pairs from templates, one-word edits vs different
+types; there edit distance was a strong similarity signal by construction: Spearman 0.82 vs CHES 0.70.)
+(1) Each pair is trained alone for a few DPO steps from the pretrained GPT and its change of ln pi(y+) is set
+against CHES, LN-CHES and the two baselines computed on the starting model (decile plot; overall and within
+each clause-count combination). (2) The paper's protocol: DPO for one epoch on the pairs around each CHES
+percentile.
 
-Cost: quick ~20 s, default ~2 min.
+Cost: quick ~10 s, default ~1 min.
 """
 
 from __future__ import annotations
@@ -36,18 +39,15 @@ from papers.likelihood_displacement.api import (
     last_hidden_inner_product,
 )
 from papers.likelihood_displacement.corpus import (
-    ADJS,
-    DESCRIBE_KINDS,
     NOUNS,
+    VOCAB,
     PretrainConfig,
     cache_dir_for,
     describe_prompt,
-    description,
-    encode,
     make_pairs,
     pretrained_model,
 )
-from papers.likelihood_displacement.dpo import dpo, subset
+from papers.likelihood_displacement.dpo import dpo, sample, subset
 from papers.likelihood_displacement.fig_single_token_gpt import CONFIGS as FIG1B_CONFIGS
 
 MEASURES = ("ches", "ln_ches", "minus_edit_distance", "last_hidden_ip")
@@ -63,6 +63,7 @@ class Config:
     subset_size: int = 16  # pairs around each CHES percentile for the paper's protocol
     subset_batch: int = 4
     percentiles: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    max_new: int = 24  # longest sampled response (prompt 7 + 24 + eos fits BLOCK = 32)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -72,6 +73,8 @@ class Config:
             raise ConfigError(
                 f"need 1 <= subset_size <= n_pairs and subset_batch >= 1, got {self.subset_size}"
             )
+        if not 1 <= self.max_new <= 24:
+            raise ConfigError(f"max_new must lie in [1, 24] (BLOCK = 32), got {self.max_new}")
         if self.steps < 1 or self.lr <= 0 or any(not 0 <= p <= 1 for p in self.percentiles):
             raise ConfigError("steps, lr must be positive and percentiles in [0, 1]")
 
@@ -86,33 +89,32 @@ CONFIGS = {
 }
 
 
-def make_items(n: int, rng: random.Random) -> list[dict[str, Any]]:
-    """n (prompt, y+, y-) description pairs; half same-type one-word edits, half different types."""
-    items = []
-    for i in range(n):
+def sample_items(model, n: int, rng: random.Random, max_new: int) -> list[dict[str, Any]]:
+    """n on-policy pairs: two responses sampled (temperature 1) from the pretrained model for one description
+    prompt, like UltraFeedback's two responses to one prompt; the first is labelled preferred (a random label:
+    the analysis is about the pair's geometry). Pairs with an empty or two equal responses are redrawn. The
+    type of a pair is its clause counts, e.g. "1>3" (clauses end with "."; capped at 3)."""
+    g = torch.Generator().manual_seed(rng.randrange(2**31))
+    items: list[dict[str, Any]] = []
+    for _ in range(20 * n):
+        if len(items) == n:
+            break
         noun = rng.choice(NOUNS)
-        a, a2, a3 = rng.sample(ADJS, 3)
-        k1 = rng.choice(DESCRIBE_KINDS)
-        if i % 2 == 0 and k1 != "unknown":
-            k2, yn = k1, description(k1, noun, a3, a2)  # the same type with one word changed
-        else:
-            k2 = rng.choice([k for k in DESCRIBE_KINDS if k != k1])
-            yn = description(k2, noun, a3, a)
-        items.append(
-            {
-                "prompt": describe_prompt(noun),
-                "chosen": encode(description(k1, noun, a, a2)),
-                "rejected": encode(yn),
-                "type": f"{k1}>{k2}",
-            }
-        )
+        prompt = describe_prompt(noun)
+        yp, yn = sample(model, [prompt], 2, max_new, g)[0]
+        if not yp or not yn or yp == yn:
+            continue
+        k = [min(3, y.count(VOCAB["."])) for y in (yp, yn)]
+        items.append({"prompt": prompt, "chosen": yp, "rejected": yn, "type": f"{k[0]}>{k[1]}"})
+    if len(items) < n:
+        raise RuntimeError(f"only {len(items)} of {n} sampled pairs had two distinct non-empty responses")
     return items
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     torch.set_num_threads(1)
     model = pretrained_model(config.pretrain, cache_dir_for(ctx.out_dir))
-    items = make_items(config.n_pairs, random.Random(config.seed))
+    items = sample_items(model, config.n_pairs, random.Random(config.seed), config.max_new)
     batch = make_pairs([(it["prompt"], it["chosen"], it["rejected"]) for it in items])
     with torch.no_grad():
         hc, mc = hidden_and_mask(model, batch.chosen_ids, batch.chosen_labels)
@@ -186,6 +188,11 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
     bottom, top = float(d[order[:k]].mean()), float(d[order[-k:]].mean())
     within = {t: v["ches"] for t, v in corr["within"].items()}
     within_txt = ", ".join(f"{t}: {v:.2f}" for t, v in within.items())
+    best = {
+        t: max(MEASURES, key=lambda m, v=v: -np.inf if np.isnan(v[m]) else v[m])
+        for t, v in corr["within"].items()
+    }
+    wins = ", ".join(f"{m} {list(best.values()).count(m)}" for m in MEASURES)
     base = corr["overall"]
     sub = data["subsets"]
     return [
@@ -227,6 +234,9 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
             ">",
             0.0,
             paper_value="edit distance and last-hidden inner product do not track displacement",
+            details=f"CHES {base['ches']:.2f}, LN-CHES {base['ln_ches']:.2f}, -edit distance "
+            f"{base['minus_edit_distance']:.2f}, last-hidden inner product {base['last_hidden_ip']:.2f}; "
+            f"best measure within the {len(best)} clause-count types: {wins}",
         ),
     ]
 
@@ -257,7 +267,7 @@ def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
         ax.scatter(s[rows], d[rows], s=8, label=t)
     ax.set_xlabel("CHES")
     ax.set_ylabel("Δ ln π(y+)")
-    ax.set_title("by type of pair (y+ type > y− type)")
+    ax.set_title("by type of pair (clauses of y+ > of y−)")
     ax.legend(fontsize=5, ncol=2)
     ax = axes[2]
     sub = data["subsets"]

@@ -4,11 +4,20 @@ Paper: Section 3, Table 1 (models trained on one prompt, full batch, DPO beta 0.
 No > Never, Yes > No, Sure > Yes), each row read against the Section 4 theory. Here, for each token pair and
 each of several yes/no prompts, DPO runs on that one prompt; we record the change of pi(y+) and the token that
 gains most, and compare with the theory's prediction from the model's own unembedding W and hidden state h at
-the prompt: displacement iff <Wbar - W+, W+ - W-> > (1 - pi+ + pi-)||h||^2, mass to argmax <W_z, W+ - W->.
-The network's hidden state does not move as the free h of the theory (it is a function of shared weights
-behind a LayerNorm), so agreement is measured, not assumed.
+the prompt, mass to argmax <W_z, W+ - W->.
 
-Cost: quick ~15 s (with the shared pretraining), default ~60 s.
+The sign of d ln pi(y+)/dt is read in three geometries, from the model's own W and h at the start:
+* free h (Theorem 4 as stated, h a free parameter): -[<Wbar - W+, W+ - W-> - (1 - pi+ + pi-)||h||^2];
+* the network under gradient flow, the theory's own dynamics: h moves through shared weights, dh/dt =
+  -l' K (W+ - W-) with K = J J^T the empirical NTK of h (J = dh/dtheta over every weight but the
+  unembedding), so the condition becomes <Wbar - W+, K (W+ - W-)> > (1 - pi+ + pi-)||h||^2 (K = I gives the
+  free-h form; computed as <grad ln pi(y+), grad (ln pi(y+) - ln pi(y-))> over all weights);
+* the network under RMSProp, the paper's optimizer: the same inner product with RMSProp's first-step
+  preconditioner (1 / (sqrt((1 - alpha) g^2) + eps), g the DPO gradient) between the two gradients.
+Each (pair, prompt) is trained twice: with gradient descent (the flow the theory describes) and with RMSProp
+(the paper's protocol), and each run's measured sign is compared with its geometry's prediction.
+
+Cost: quick ~15 s (with the shared pretraining), default ~90 s.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from common.claims import Claim
 from common.configs import ConfigError, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import new_figure, save
+from common.train import TrainConfig
 from papers.likelihood_displacement.corpus import (
     ADJS,
     ANSWERS,
@@ -49,7 +59,8 @@ class Config:
     pairs: tuple[str, ...] = tuple(f"{a}>{b}" for a, b in PAIRS)
     prompts: int = 3
     steps: int = 60
-    lr: float = 1e-4
+    lr: float = 1e-4  # RMSProp, the paper's optimizer
+    gd_lr: float = 0.05  # plain gradient descent, the theory's dynamics
     beta: float = 0.1
     top_k: int = 3  # the measured top gainer should be among the top_k tokens most aligned with W+ - W-
     seed: int = 0
@@ -61,15 +72,31 @@ class Config:
                 raise ConfigError(
                     f"pair {p!r} must read 'Good>Bad' with two distinct words of the vocabulary"
                 )
-        if self.prompts < 1 or self.steps < 1 or self.lr <= 0 or self.top_k < 1:
-            raise ConfigError("prompts, steps, top_k and lr must be positive")
+        if self.prompts < 1 or self.steps < 1 or self.lr <= 0 or self.gd_lr <= 0 or self.top_k < 1:
+            raise ConfigError("prompts, steps, top_k, lr and gd_lr must be positive")
 
 
+# refusal_consistency 0.9: an aligned model refuses a prompt consistently (figure 3's pair mix);
+# describe_clauses 3: multi-clause descriptions for figure 2's pairs (see corpus.py)
 CONFIGS = {
-    Scale.QUICK: Config(PretrainConfig(steps=150, batch=32), prompts=2, steps=40),
-    Scale.DEFAULT: Config(PretrainConfig(steps=600, batch=64), prompts=5, steps=100),
+    Scale.QUICK: Config(
+        PretrainConfig(steps=150, batch=32, refusal_consistency=0.9, describe_clauses=3), prompts=2, steps=40
+    ),
+    Scale.DEFAULT: Config(
+        PretrainConfig(steps=600, batch=64, refusal_consistency=0.9, describe_clauses=3), prompts=5, steps=100
+    ),
     Scale.PAPER: Config(
-        PretrainConfig(n_layer=6, n_embd=256, n_head=8, steps=5000, batch=128), prompts=10, steps=100
+        PretrainConfig(
+            n_layer=6,
+            n_embd=256,
+            n_head=8,
+            steps=5000,
+            batch=128,
+            refusal_consistency=0.9,
+            describe_clauses=3,
+        ),
+        prompts=10,
+        steps=100,
     ),
 }
 
@@ -78,6 +105,27 @@ def _prompt_state(model, prompt: list[int]) -> tuple[torch.Tensor, torch.Tensor]
     with torch.no_grad():
         h = model.forward_hidden(torch.tensor([prompt]))[0, -1].double()  # (D,)
         return model.unembedding.detach().double(), h
+
+
+def network_rates(model, prompt: list[int], pos: int, neg: int, beta: float) -> dict[str, float]:
+    """d ln pi(y+)/dt at the start of DPO (reference = model, so -l' = beta/2) for the whole network, split
+    as in Theorem 4: the unembedding's part (the (1 - pi+ + pi-)||h||^2 term) and the part through h, under
+    gradient flow (NTK geometry) and under RMSProp's first-step preconditioner."""
+    params = dict(model.named_parameters())
+    logp = torch.log_softmax(model(torch.tensor([prompt])).logits[0, -1], -1)  # (V,)
+    g_pos = torch.autograd.grad(logp[pos], list(params.values()), retain_graph=True)
+    g_margin = torch.autograd.grad(logp[pos] - logp[neg], list(params.values()))
+    neg_l_prime = beta / 2
+    alpha, eps = TrainConfig.alpha, TrainConfig.eps
+    out = {"gd_unembedding": 0.0, "gd_body": 0.0, "rmsprop": 0.0}
+    for name, a, b in zip(params, g_pos, g_margin, strict=True):
+        a, b = a.double(), b.double()
+        key = "gd_unembedding" if name == "lm_head.weight" else "gd_body"
+        out[key] += neg_l_prime * float((a * b).sum())
+        step = neg_l_prime * b / (((1 - alpha) * (neg_l_prime * b) ** 2).sqrt() + eps)  # -(RMSProp step)/lr
+        out["rmsprop"] += float((a * step).sum())
+    out["gd"] = out["gd_unembedding"] + out["gd_body"]
+    return out
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
@@ -94,13 +142,18 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
             def unit(prompt=prompt, pos=pos, neg=neg, good=good, bad=bad, j=j):
                 W, h = _prompt_state(model, prompt)
                 margin = float(displacement_margin(W, h, pos, neg))
+                rates = network_rates(model, prompt, pos, neg, config.beta)
                 align = (W @ (W[pos] - W[neg])).numpy()
                 batch = make_pairs([(prompt, [pos], [neg])])
                 trained = dpo(model, batch, config.steps, config.lr, config.beta)
+                first = dpo(model, batch, 1, config.lr, config.beta)
+                gd = dpo(model, batch, config.steps, config.gd_lr, config.beta, optimizer="sgd")
                 with torch.no_grad():
                     x = torch.tensor([prompt])
                     p0 = torch.softmax(model(x).logits[0, -1], -1).numpy()
                     p1 = torch.softmax(trained(x).logits[0, -1], -1).numpy()
+                    p_first = float(torch.softmax(first(x).logits[0, -1], -1)[pos])
+                    p_gd = float(torch.softmax(gd(x).logits[0, -1], -1)[pos])
                 others = [z for z in range(len(WORDS)) if z not in (pos, neg)]
                 dlog = np.log(p1) - np.log(p0)
                 gainer = others[int(np.argmax(p1[others] - p0[others]))]
@@ -109,6 +162,10 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
                     "pair": f"{good}>{bad}",
                     "prompt": j,
                     "margin": margin,
+                    "hh": float(h @ h),
+                    **{f"rate_{k}": v for k, v in rates.items()},
+                    "pi_pos_after_first_step": p_first,
+                    "pi_pos_after_gd": p_gd,
                     "pi_pos_before": float(p0[pos]),
                     "pi_pos_after": float(p1[pos]),
                     "pi_neg_before": float(p0[neg]),
@@ -126,32 +183,55 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
 
 def claims(data: dict[str, Any], config: Config) -> list[Claim]:
     rows = data["rows"]
-    pred = np.array([r["margin"] > 0 for r in rows])
-    meas = np.array([r["pi_pos_after"] < r["pi_pos_before"] for r in rows])
+    fell_rms = np.array([r["pi_pos_after"] < r["pi_pos_before"] for r in rows])
+    fell_first = np.array([r["pi_pos_after_first_step"] < r["pi_pos_before"] for r in rows])
+    fell_gd = np.array([r["pi_pos_after_gd"] < r["pi_pos_before"] for r in rows])
+    pred_free = np.array([r["margin"] > 0 for r in rows])
+    pred_gd = np.array([r["rate_gd"] < 0 for r in rows])
+    pred_rms = np.array([r["rate_rmsprop"] < 0 for r in rows])
     in_top = np.array([r["top_gainer"] in r["top_aligned"] for r in rows])
-    by_pair = {}
+    by_pair: dict[str, list[bool]] = {}
     for r in rows:
         by_pair.setdefault(r["pair"], []).append(r["pi_pos_after"] < r["pi_pos_before"])
     displaced = ", ".join(p for p, v in by_pair.items() if np.mean(v) > 0.5) or "none"
+    n = len(rows)
+    hh = float(np.mean([r["hh"] for r in rows]))
+    body = float(np.median([r["rate_gd_body"] for r in rows]))
+    unemb = float(np.median([r["rate_gd_unembedding"] for r in rows]))
     return [
         Claim.check(
-            "likelihood_displacement.fig1b.theory_predicts_displacement",
-            f"{len(rows)} single-prompt DPO runs ({len(by_pair)} token pairs): the theory's condition from "
-            "the "
-            "model's own W and h predicts whether pi(y+) falls (fraction of runs that agree)",
-            float(np.mean(pred == meas)),
+            "likelihood_displacement.fig1b.theory_predicts_displacement_gd",
+            f"{n} single-prompt runs ({len(by_pair)} token pairs) under gradient descent, the theory's "
+            "dynamics: Theorem 4's condition for the network (h moving through its empirical NTK) predicts "
+            "whether pi(y+) falls (fraction of runs that agree)",
+            float(np.mean(pred_gd == fell_gd)),
             ">=",
             0.8,
-            paper_value="Table 1: pi(y+) fell in every run for the reported pairs; mass to tokens aligned "
-            "with W+ - W- (App. H.1)",
-            details=f"pairs displacing in most runs: {displaced}; predicted displacing in "
-            f"{int(pred.sum())}/{len(rows)}, measured {int(meas.sum())}/{len(rows)}",
+            paper_value="Theorem 4 (gradient flow); Table 1: pi(y+) fell in every reported run",
+            details=f"predicted to fall {int(pred_gd.sum())}/{n}, fell {int(fell_gd.sum())}/{n} "
+            f"({config.steps} steps of lr {config.gd_lr:g}); median rate split: unembedding "
+            f"(1 - pi+ + pi-)||h||^2 part {unemb:+.2f}, part through h {body:+.2f} (mean ||h||^2 {hh:.0f})",
+        ),
+        Claim.check(
+            "likelihood_displacement.fig1b.theory_predicts_displacement",
+            f"the same {n} runs with the paper's protocol (RMSProp lr {config.lr:g}, {config.steps} steps): "
+            "the condition in RMSProp's geometry (first-step preconditioner) predicts whether pi(y+) ends "
+            "lower (fraction of runs that agree)",
+            float(np.mean(pred_rms == fell_rms)),
+            ">=",
+            0.8,
+            paper_value="Table 1: pi(y+) fell in every run for the reported pairs (RMSProp)",
+            details=f"pairs displacing in most runs: {displaced}; fell by the end {int(fell_rms.sum())}/{n}, "
+            f"after the first step {int(fell_first.sum())}/{n}; predicted {int(pred_rms.sum())}/{n}; "
+            f"agreement with the first step {np.mean(pred_rms == fell_first):.2f}; free-h condition "
+            f"(Theorem 4 as stated) predicts {int(pred_free.sum())}/{n}, agrees with the end in "
+            f"{np.mean(pred_free == fell_rms):.2f}",
         ),
         Claim.check(
             "likelihood_displacement.fig1b.mass_to_aligned_tokens",
             f"the token (other than y+, y-) gaining most probability is among the {config.top_k} most "
             "aligned "
-            "with W+ - W- (fraction of runs)",
+            "with W+ - W- (fraction of RMSProp runs)",
             float(np.mean(in_top)),
             ">=",
             0.8,
@@ -176,10 +256,12 @@ def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
                 markersize=3,
                 alpha=0.7,
             )
-            ax.text(i + 0.18, r["pi_pos_after"], "x" if r["margin"] > 0 else "", color="#d62728", fontsize=7)
+            ax.text(
+                i + 0.18, r["pi_pos_after"], "x" if r["rate_rmsprop"] < 0 else "", color="#d62728", fontsize=7
+            )
     ax.set_xticks(range(len(pairs)), pairs, rotation=30)
-    ax.set_ylabel("π(y+): before → after DPO")
-    ax.set_title("x: theory predicts displacement")
+    ax.set_ylabel("π(y+): before → after DPO (RMSProp)")
+    ax.set_title("x: predicted to fall (RMSProp geometry)")
     ax = axes[1]
     answers = data["answers"]
     mat = np.array(
@@ -203,6 +285,6 @@ FIGURE = Figure(
     run=run,
     plot=plot,
     claims=claims,
-    expected="Rows where the theory's condition holds lose pi(y+); the gaining token is aligned with "
-    "W+ - W-.",
+    expected="Runs where the theory's condition (in the optimizer's geometry) holds lose pi(y+); the gaining "
+    "token is aligned with W+ - W-.",
 )
