@@ -1,0 +1,46 @@
+"""Settings per scale shared by the four figures (the `Setup` fields of pipeline.py).
+
+quick   (~40 s CPU for the paper): pool 1000, proj_dim 256, base pretrained 250 steps, warmup batch 1 (200
+        steps), fine-tuning 150 LoRA steps per selection, 2 seeds.
+default (~3.5 min on 2 shared cores): pool 3000, proj_dim 8192 (LESS's), base pretrained 600 steps, warmup
+        batch 2 (300 steps), fine-tuning 200 LoRA steps per selection, 3 seeds.
+paper   (GPU-sized, not run here): pool 20k, proj_dim 8192, a 4-layer width-128 base; under torchrun
+        (`torchrun --nproc_per_node N -m common.cli reproduce less --scale paper`) every training batch must
+        be divisible by N (the warmup batch of 1 at quick is not).
+The figures share one base model, one warmup and one gradient datastore per scale (in-process and on disk
+under results/less/_cache/), and reuse each other's fine-tuning runs.
+"""
+
+from __future__ import annotations
+
+from common.configs import Scale
+
+SETUP = {
+    Scale.QUICK: dict(
+        pool_size=1000,
+        proj_dim=256,
+        pretrain_steps=250,
+        pretrain_batch=32,
+        ft_steps=150,
+        full_steps=300,
+        warmup_batch=1,
+    ),
+    Scale.DEFAULT: dict(
+        pool_size=3000, proj_dim=8192, pretrain_steps=600, pretrain_batch=32, ft_steps=200, full_steps=1000
+    ),
+    Scale.PAPER: dict(
+        warmup_batch=8,  # 1000 warmup examples: 125 steps per epoch (LESS ~105); divisible by 2, 4, 8 ranks
+        pool_size=20_000,
+        proj_dim=8192,
+        n_layer=4,
+        n_embd=128,
+        pretrain_steps=4000,
+        pretrain_batch=64,
+        ft_steps=1000,
+        full_steps=20_000,
+        feature_batch=256,
+    ),
+}
+SEEDS = {Scale.QUICK: 2, Scale.DEFAULT: 3, Scale.PAPER: 5}
+PROJ_DIMS = {Scale.QUICK: (32, 64, 128, 256), Scale.DEFAULT: (512, 1024, 2048, 4096, 8192),
+             Scale.PAPER: (512, 1024, 2048, 4096, 8192)}  # fmt: skip

@@ -1,0 +1,549 @@
+"""The LESS pipeline at small scale: base model, LoRA warmup, gradient datastore, selection, fine-tuning.
+
+1. Base: a small `common.models.gpt.GPT` pretrained (all weights, next-token loss on the responses) on the
+   pool's *other* families (sub, rev, cpy, srt, max, cnt) and on one-digit sums written the usual way
+   ("sum 7 8=" -> "15"); it has never seen the target's format. Cached under results/less/_cache/ per config.
+2. Warmup (LESS step 1): LoRA on a random `warmup_fraction` of the pool for `warmup_epochs` epochs (AdamW,
+   linear decay, no weight decay), keeping after every epoch the LoRA weights, AdamW's exp_avg/exp_avg_sq by
+   parameter name, the step count and the epoch's average learning rate (the checkpoint weight).
+3. Datastore: for every checkpoint, the projected LoRA gradient of every pool example
+   (`common.ops.GradientFeatures`, one forward/backward per batch, rank-sharded under torchrun), mapped
+   through Adam's update direction for the training pool and plain for the validation shots (LESS). Stored
+   per checkpoint under the cache directory, so a killed run resumes.
+4. Selection: `influence_scores` (max over subtasks of the lr-weighted mean cosine), top `fraction`.
+5. Fine-tuning: LoRA from the base on a selection for `ft_steps` steps, evaluated by exact-match accuracy
+   (greedy decoding) and response loss on every held-out problem of each subtask.
+
+Adam variants (`adam_variant`): "paper" is Sec. 3's Gamma = m_hat / (sqrt(v_hat) + eps) with bias correction
+(t = the checkpoint's step + 1); "official" is `obtain_gradients_with_adam` in the official code:
+m' / sqrt(v' + eps), no bias correction, eps inside the square root. Both reduce exactly to the kernel's
+m' / (sqrt(v') + eps') up to a positive factor (cosines ignore it): paper: eps' = eps * sqrt(1 - beta2^t);
+official: v -> v + eps / beta2, eps' = 0 (then beta2 v + (1 - beta2) g^2 gains exactly eps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from common.atomic import atomic_write_with
+from common.configs import ConfigError
+from common.models.gpt import GPT, GPTConfig
+from common.models.lora import apply_lora
+from common.ops.gradient_features import GradientFeatures
+from common.train import TrainConfig, barrier, is_distributed, rank, train
+from papers.less import data as D
+from papers.less.influence import AGGREGATIONS, influence_scores, select
+
+ADAM_VARIANTS = ("paper", "official")
+PRETRAIN_FAMILIES = ("sub", "rev", "cpy", "srt", "max", "cnt")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything the pipeline depends on; each figure's Config extends it."""
+
+    seed: int = 0
+    pool_size: int = 2000
+    add_weight: float = 0.08  # fraction of the pool in the target family (correct addition)
+    bad_weight: float = 0.08  # fraction in the adversarial family (carries dropped)
+    n_val: int = 8  # validation shots per subtask
+    # base model (the one fine-tuned in every figure) and its pretraining
+    n_layer: int = 2
+    n_embd: int = 64
+    n_head: int = 4
+    pretrain_steps: int = 400
+    pretrain_batch: int = 64
+    pretrain_lr: float = 3e-3
+    pretrain_add_weight: float = 0.0  # weight of the target family in pretraining (the others: 1, sum: 6)
+    # LoRA (LESS: r 128, alpha 512, q/k/v/o; here attention and MLP)
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    # warmup on a random 5%
+    warmup_fraction: float = 0.05
+    warmup_epochs: int = 4
+    warmup_batch: int = 2  # LESS: ~105 steps per warmup epoch; batch 2 gives 25 (quick) to 75 (default)
+    warmup_lr: float = 1e-2
+    data_seed: int = 3  # LESS's --data_seed for the warmup subset
+    # datastore and selection
+    proj_dim: int = 1024
+    proj_seed: int = 0
+    adam_variant: str = "paper"
+    aggregation: str = "max"
+    fraction: float = 0.05
+    feature_batch: int = 128
+    # fine-tuning on a selection
+    ft_steps: int = 150
+    ft_batch: int = 16
+    ft_lr: float = 1e-2
+    full_steps: int = 300  # fine-tuning steps on the full pool (same batch)
+
+    def __post_init__(self) -> None:
+        positive = (
+            "pool_size n_val n_layer n_embd n_head pretrain_steps pretrain_batch lora_r warmup_epochs "
+            "warmup_batch proj_dim feature_batch ft_steps ft_batch full_steps"
+        )
+        for name in positive.split():
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("pretrain_lr", "warmup_lr", "ft_lr", "lora_alpha"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.pretrain_add_weight < 0:
+            raise ConfigError(f"pretrain_add_weight must be >= 0, got {self.pretrain_add_weight}")
+        for name in ("add_weight", "bad_weight"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+        if self.add_weight + self.bad_weight >= 1.0:
+            raise ConfigError("add_weight + bad_weight must leave room for the other families")
+        for name in ("warmup_fraction", "fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ConfigError(f"{name} must lie in (0, 1], got {value}")
+            if math.floor(self.pool_size * value + 1e-9) < 1:
+                raise ConfigError(f"{name}={value} of pool_size={self.pool_size} selects no example")
+        if self.n_val >= 45:
+            raise ConfigError(f"n_val={self.n_val} leaves no carry problem to test (there are 45)")
+        if self.adam_variant not in ADAM_VARIANTS:
+            raise ConfigError(f"adam_variant must be one of {ADAM_VARIANTS}, got {self.adam_variant!r}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ConfigError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+
+
+def setup_of(config: Any) -> Setup:
+    """The Setup part of a figure config."""
+    return Setup(**{f.name: getattr(config, f.name) for f in dataclasses.fields(Setup)})
+
+
+SELECTION_ONLY = ("aggregation", "fraction", "ft_steps", "ft_batch", "ft_lr", "full_steps", "feature_batch")
+
+
+def _datastore_spec(setup: Setup) -> dict[str, Any]:
+    """The fields that determine the warmup checkpoints and the features (not how they are used)."""
+    return {k: v for k, v in dataclasses.asdict(setup).items() if k not in SELECTION_ONLY}
+
+
+def _key(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_MEMO: dict[str, Any] = {}
+
+
+def _memo(key: str, compute: Callable[[], Any]) -> Any:
+    """Per-process cache, so the figures of one `companion reproduce less` share the expensive steps."""
+    if key not in _MEMO:
+        if len(_MEMO) > 256:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = compute()
+    return _MEMO[key]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data and losses
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Data:
+    pool: D.Examples
+    val: dict[str, D.Examples]
+    test: dict[str, D.Examples]
+    pretrain: D.Examples
+
+
+def pool_weights(setup: Setup) -> dict[str, float]:
+    rest = (1.0 - setup.add_weight - setup.bad_weight) / len(PRETRAIN_FAMILIES)
+    return {"add": setup.add_weight, "bad": setup.bad_weight, **dict.fromkeys(PRETRAIN_FAMILIES, rest)}
+
+
+def pretrain_weights(setup: Setup) -> dict[str, float]:
+    """The base's pretraining mixture: the pool's other families, one-digit sums written the usual way
+    (6x, so that the base knows the sums), and optionally some of the target family itself."""
+    weights = {**dict.fromkeys(PRETRAIN_FAMILIES, 1.0), "sum": 6.0}
+    if setup.pretrain_add_weight > 0:
+        weights["add"] = setup.pretrain_add_weight
+    return weights
+
+
+def make_data(setup: Setup) -> Data:
+    def build() -> Data:
+        pool = D.make_pool(setup.pool_size, pool_weights(setup), setup.seed)
+        val, test = D.make_target(setup.n_val, setup.seed)
+        n_pre = setup.pretrain_steps * setup.pretrain_batch
+        pretrain = D.make_pool(n_pre, pretrain_weights(setup), setup.seed + 1000)
+        return Data(pool, val, test, pretrain)
+
+    spec = [setup.seed, setup.pool_size, pool_weights(setup), setup.n_val, setup.pretrain_steps]
+    return _memo("data-" + _key([*spec, setup.pretrain_batch, pretrain_weights(setup)]), build)
+
+
+def batch_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over every response token of the batch (HF's loss with labels -100)."""
+    return model(batch[0], batch[1], ignore_index=D.IGNORE).loss
+
+
+def example_losses(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Per-example mean cross-entropy over response tokens [N] (LESS's loss, one example per backward)."""
+    ids, labels = batch
+    logits = model(ids).logits  # (N, T, V)
+    ce = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=D.IGNORE, reduction="none")
+    mask = (labels != D.IGNORE).float()  # (N, T)
+    return (ce * mask).sum(1) / mask.sum(1).clamp(min=1)  # (N,)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSize:
+    n_layer: int
+    n_embd: int
+    n_head: int
+
+
+def size_of(setup: Setup) -> ModelSize:
+    return ModelSize(setup.n_layer, setup.n_embd, setup.n_head)
+
+
+def new_gpt(size: ModelSize) -> GPT:
+    cfg = GPTConfig(
+        vocab_size=D.TOKENIZER.vocab_size, block_size=D.WIDTH, n_layer=size.n_layer, n_head=size.n_head,
+        n_embd=size.n_embd,
+    )  # fmt: skip
+    return GPT(cfg)
+
+
+def base_state(setup: Setup, size: ModelSize, cache_dir: Path) -> dict[str, torch.Tensor]:
+    """The pretrained base's state dict, from cache_dir/base-<hash>.pt or trained (all weights) and cached."""
+    spec = [
+        dataclasses.asdict(size),
+        pretrain_weights(setup),
+        setup.seed,
+        setup.pretrain_steps,
+        setup.pretrain_batch,
+        setup.pretrain_lr,
+    ]
+    path = Path(cache_dir) / f"base-{_key(spec)}.pt"
+
+    def build() -> dict[str, torch.Tensor]:
+        torch.manual_seed(setup.seed)
+        model = new_gpt(size)
+        if path.exists():
+            model.load_state_dict(torch.load(path, weights_only=True))
+            return model.state_dict()
+        corpus = make_data(setup).pretrain
+        n = len(corpus)
+
+        def get_batch(step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+            rows = torch.arange(step * setup.pretrain_batch, (step + 1) * setup.pretrain_batch) % n
+            return corpus.ids[rows], corpus.labels[rows]
+
+        cfg = TrainConfig(
+            optimizer="adamw", lr=setup.pretrain_lr, steps=setup.pretrain_steps, schedule="cosine",
+            warmup_steps=min(30, setup.pretrain_steps), min_lr_ratio=0.1, seed=setup.seed,
+            log_every=max(1, setup.pretrain_steps // 10),
+        )  # fmt: skip
+        train(model, batch_loss, get_batch, cfg, progress=False)
+        if rank() == 0:
+            atomic_write_with(path, lambda h: torch.save(model.state_dict(), h))
+        barrier()
+        return model.state_dict()
+
+    return _memo(f"base-{path}", build)  # keyed by the full path: a new cache directory trains anew
+
+
+def lora_model(size: ModelSize, state: dict[str, torch.Tensor], setup: Setup, seed: int) -> GPT:
+    """The base with LoRA (attention and MLP projections) whose factors are initialized from `seed`."""
+    model = new_gpt(size)
+    model.load_state_dict(state)
+    torch.manual_seed(seed)
+    apply_lora(model, ["c_attn", "c_proj", "c_fc"], r=setup.lora_r, alpha=setup.lora_alpha)
+    return model
+
+
+def _schedule(n: int, steps: int, batch: int, seed: int) -> torch.Tensor:
+    """Row indices [steps, batch] into a set of n examples: shuffled epochs laid end to end."""
+    g = torch.Generator().manual_seed(seed)
+    need = steps * batch
+    perms = [torch.randperm(n, generator=g) for _ in range(math.ceil(need / n))]
+    return torch.cat(perms)[:need].view(steps, batch)
+
+
+def train_lora(
+    model: GPT, examples: D.Examples, steps: int, batch: int, lr: float, seed: int, callbacks=()
+) -> Any:
+    order = _schedule(len(examples), steps, batch, seed)
+
+    def get_batch(step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return examples.ids[order[step]], examples.labels[order[step]]
+
+    cfg = TrainConfig(
+        optimizer="adamw", lr=lr, steps=steps, schedule="linear", warmup_steps=math.ceil(0.03 * steps),
+        weight_decay=0.0, seed=seed,
+    )  # fmt: skip
+    return train(model, batch_loss, get_batch, cfg, callbacks=callbacks, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def exact_match(model: GPT, examples: D.Examples) -> torch.Tensor:
+    """Per-example exact match [N] of greedy decoding of the response (and its <eos>)."""
+    was = model.training
+    model.eval()
+    ids, labels = examples.ids, examples.labels
+    scored = labels != D.IGNORE  # (N, T): positions that predict a response token
+    start = scored.float().argmax(1)  # (N,)
+    length = scored.sum(1)  # (N,)
+    cur = ids.clone()
+    rows = torch.arange(len(ids))
+    for k in range(int(length.max())):
+        pos = (start + k).clamp(max=ids.shape[1] - 2)
+        pred = model(cur).logits[rows, pos].argmax(-1)  # (N,)
+        cur[rows, pos + 1] = torch.where(k < length, pred, cur[rows, pos + 1])
+    model.train(was)
+    return ((cur[:, 1:] == ids[:, 1:]) | ~scored[:, :-1]).all(1)  # (N,)
+
+
+@torch.no_grad()
+def evaluate(model: GPT, test: dict[str, D.Examples]) -> dict[str, Any]:
+    model.eval()
+    out: dict[str, Any] = {"acc": {}, "loss": {}}
+    for name, ex in test.items():
+        out["acc"][name] = float(exact_match(model, ex).float().mean())
+        out["loss"][name] = float(example_losses(model, (ex.ids, ex.labels)).mean())
+    out["target_acc"] = float(np.mean(list(out["acc"].values())))  # macro average over subtasks
+    out["target_loss"] = float(np.mean(list(out["loss"].values())))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Warmup and the gradient datastore
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Checkpoint:
+    lora: dict[str, torch.Tensor]  # trainable LoRA parameters by name
+    adam: dict[str, tuple[torch.Tensor, torch.Tensor]]  # name -> (exp_avg, exp_avg_sq)
+    step: int  # optimizer steps taken
+    avg_lr: float  # average learning rate of the epoch that ends here (the checkpoint weight)
+
+
+def warmup(setup: Setup, size: ModelSize, cache_dir: Path) -> list[Checkpoint]:
+    """LoRA on a random `warmup_fraction` of the pool; one Checkpoint per epoch."""
+
+    def build() -> list[Checkpoint]:
+        data = make_data(setup)
+        n = math.floor(setup.pool_size * setup.warmup_fraction + 1e-9)
+        index = np.random.default_rng(setup.data_seed).permutation(setup.pool_size)[:n]
+        subset = data.pool.subset(index)
+        per_epoch = math.ceil(n / setup.warmup_batch)
+        model = lora_model(size, base_state(setup, size, cache_dir), setup, setup.seed)
+        names = {id(p): name for name, p in model.named_parameters() if p.requires_grad}
+        checkpoints: list[Checkpoint] = []
+
+        def snapshot(info) -> None:
+            if info.step % per_epoch:
+                return
+            lrs = info.history.lr[-per_epoch:]
+            state = info.optimizer.state
+            adam = {names[id(p)]: (state[p]["exp_avg"].clone(), state[p]["exp_avg_sq"].clone())
+                    for p in model.parameters() if p.requires_grad}  # fmt: skip
+            lora = {names[id(p)]: p.detach().clone() for p in model.parameters() if p.requires_grad}
+            checkpoints.append(Checkpoint(lora, adam, info.step, float(np.mean(lrs))))
+
+        train_lora(model, subset, per_epoch * setup.warmup_epochs, setup.warmup_batch, setup.warmup_lr,
+                   setup.seed, callbacks=[snapshot])  # fmt: skip
+        return checkpoints
+
+    spec = {
+        k: v for k, v in _datastore_spec(setup).items() if k not in ("proj_dim", "proj_seed", "adam_variant")
+    }
+    return _memo("warmup-" + _key([spec, dataclasses.asdict(size), str(cache_dir)]), build)
+
+
+def _adam_state(ckpt: Checkpoint, variant: str, betas=(0.9, 0.999), eps=1e-8) -> tuple[dict, float]:
+    """The (name -> (exp_avg, exp_avg_sq)) mapping and eps that make the kernel's m'/(sqrt(v') + eps)
+    proportional to the chosen variant's Adam direction (module docstring)."""
+    if variant == "paper":
+        t = ckpt.step + 1
+        return dict(ckpt.adam), eps * math.sqrt(1.0 - betas[1] ** t)
+    return {k: (m, v + eps / betas[1]) for k, (m, v) in ckpt.adam.items()}, 0.0
+
+
+def checkpoint_model(setup: Setup, size: ModelSize, ckpt: Checkpoint, cache_dir: Path) -> GPT:
+    model = lora_model(size, base_state(setup, size, cache_dir), setup, setup.seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in ckpt.lora:
+                p.copy_(ckpt.lora[name])
+    return model.eval()
+
+
+def _broadcast(t: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
+    if not (is_distributed() and dist.is_initialized()):
+        assert t is not None
+        return t
+    buf = t if rank() == 0 else torch.empty(shape, dtype=torch.float32)
+    dist.broadcast(buf, src=0)
+    return buf
+
+
+def datastore(setup: Setup, size: ModelSize, cache_dir: Path, kind: str, gradient: str) -> torch.Tensor:
+    """Projected LoRA gradients [C, N, proj_dim] of the pool (kind "pool") or of one subtask's validation
+    shots (kind "val:<subtask>") at every warmup checkpoint. gradient: "adam" or "sgd". Each checkpoint's
+    block is stored as cache_dir/features-<hash>/<kind>-<gradient>-ckpt<i>.pt and reused when present."""
+    checkpoints = warmup(setup, size, cache_dir)
+    data = make_data(setup)
+    examples = data.pool if kind == "pool" else data.val[kind.split(":", 1)[1]]
+    spec = _datastore_spec(setup)
+    if gradient != "adam":  # plain gradients do not depend on the Adam variant
+        spec = {k: v for k, v in spec.items() if k != "adam_variant"}
+    spec = [spec, dataclasses.asdict(size), gradient]
+    folder = Path(cache_dir) / f"features-{_key(spec)}"
+
+    def build() -> torch.Tensor:
+        blocks = []
+        for i, ckpt in enumerate(checkpoints):
+            path = folder / f"{kind.replace(':', '-')}-{gradient}-ckpt{i}.pt"
+            if path.exists():
+                blocks.append(torch.load(path, weights_only=True))
+                continue
+            model = checkpoint_model(setup, size, ckpt, cache_dir)
+            adam, eps = _adam_state(ckpt, setup.adam_variant) if gradient == "adam" else (None, 1e-8)
+            feats = GradientFeatures(model, setup.proj_dim, setup.proj_seed, adam_state=adam, eps=eps)
+            out = feats.featurize((examples.ids, examples.labels), example_losses, setup.feature_batch)
+            out = _broadcast(out, (len(examples), setup.proj_dim))
+            if rank() == 0:
+                atomic_write_with(path, lambda h, out=out: torch.save(out, h))
+            blocks.append(out)
+        return torch.stack(blocks)  # (C, N, k)
+
+    return _memo(f"{folder}-{kind}-{gradient}", build)
+
+
+def checkpoint_weights(setup: Setup, size: ModelSize, cache_dir: Path) -> list[float]:
+    return [c.avg_lr for c in warmup(setup, size, cache_dir)]
+
+
+def less_scores(
+    setup: Setup,
+    size: ModelSize,
+    cache_dir: Path,
+    gradient: str = "adam",
+    proj_dim: int | None = None,
+    aggregation: str | None = None,
+) -> torch.Tensor:
+    """LESS scores [N] of the pool; proj_dim <= setup.proj_dim uses the first proj_dim coordinates of the
+    stored features (the keyed sign matrix makes them a projection to proj_dim up to a scale, which the
+    cosine ignores)."""
+    k = proj_dim or setup.proj_dim
+    if k > setup.proj_dim:
+        raise ConfigError(f"proj_dim {k} exceeds the datastore's {setup.proj_dim}")
+    train_f = datastore(setup, size, cache_dir, "pool", gradient)[..., :k]
+    val_f = {name: datastore(setup, size, cache_dir, f"val:{name}", "sgd")[..., :k] for name in D.SUBTASKS}
+    return influence_scores(train_f, val_f, checkpoint_weights(setup, size, cache_dir),
+                            aggregation=aggregation or setup.aggregation)  # fmt: skip
+
+
+@torch.no_grad()
+def representations(model: GPT, examples: D.Examples) -> torch.Tensor:
+    """Final-layer hidden state at each example's last token (<eos>), [N, C]."""
+    hidden = model.forward_hidden(examples.ids)  # (N, T, C)
+    last = (examples.ids != D.TOKENIZER.pad_id).sum(1) - 1  # (N,)
+    return hidden[torch.arange(len(last)), last]
+
+
+def representation_scores(setup: Setup, size: ModelSize, cache_dir: Path) -> torch.Tensor:
+    """The representation-similarity baseline (RDS in the paper): cosine of final-layer representations under
+    the last warmup checkpoint, aggregated like LESS (mean over a subtask's shots, max over subtasks)."""
+    model = checkpoint_model(setup, size, warmup(setup, size, cache_dir)[-1], cache_dir)
+    data = make_data(setup)
+    train_r = representations(model, data.pool)[None]  # (1, N, C)
+    val_r = {name: representations(model, ex)[None] for name, ex in data.val.items()}
+    return influence_scores(train_r, val_r, [1.0], aggregation=setup.aggregation)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Selections and fine-tuning
+# ---------------------------------------------------------------------------------------------------------
+def random_selection(setup: Setup, seed: int) -> np.ndarray:
+    n = math.floor(setup.pool_size * setup.fraction + 1e-9)
+    return np.sort(np.random.default_rng([setup.seed, 77, seed]).permutation(setup.pool_size)[:n])
+
+
+def composition(setup: Setup, index: np.ndarray) -> dict[str, float]:
+    """Fraction of each family in a selection."""
+    fams = make_data(setup).pool.family[np.asarray(index)]
+    return {f: float(np.mean(fams == f)) for f in D.FAMILIES}
+
+
+def finetune(
+    setup: Setup,
+    index: np.ndarray,
+    seed: int,
+    steps: int | None = None,
+    size: ModelSize | None = None,
+    *,
+    cache_dir: Path,
+) -> dict[str, Any]:
+    """LoRA fine-tuning of the base (of `size`, default the setup's) on pool[index]; test metrics."""
+    size = size or size_of(setup)
+    steps = steps or setup.ft_steps
+    index = np.sort(np.asarray(index, dtype=np.int64))  # the same set gives the same run, whatever its order
+
+    def build() -> dict[str, Any]:
+        data = make_data(setup)
+        model = lora_model(size, base_state(setup, size, cache_dir), setup, seed)
+        history = train_lora(model, data.pool.subset(index), steps, setup.ft_batch, setup.ft_lr, seed)
+        out = evaluate(model, data.test)
+        out["train_loss"] = float(np.mean(history.loss[-max(1, len(history.loss) // 10) :]))
+        out["n"] = len(index)
+        out["composition"] = composition(setup, index)
+        return out
+
+    key = _key(
+        [dataclasses.asdict(setup), dataclasses.asdict(size), index.tolist(), seed, steps, str(cache_dir)]
+    )
+    return _memo("ft-" + key, build)
+
+
+def less_selection(setup: Setup, size: ModelSize, cache_dir: Path, **kwargs: Any) -> np.ndarray:
+    return select(less_scores(setup, size, cache_dir, **kwargs), setup.fraction).numpy()
+
+
+def copy_setup(setup: Setup, **changes: Any) -> Setup:
+    return dataclasses.replace(setup, **changes)
+
+
+def cache_dir_for(out_dir: Path) -> Path:
+    """results/less/_cache beside the figure directories."""
+    return Path(out_dir).parent / "_cache"
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread (std over seeds, min, max) of the target accuracy of several fine-tuning runs, and
+    the per-subtask means."""
+    acc = np.array([r["target_acc"] for r in runs])
+    return {
+        "mean": float(acc.mean()),
+        "std": float(acc.std()),
+        "min": float(acc.min()),
+        "max": float(acc.max()),
+        "per_seed": acc.tolist(),
+        "subtask_acc": {k: float(np.mean([r["acc"][k] for r in runs])) for k in D.SUBTASKS},
+        "subtask_loss": {k: float(np.mean([r["loss"][k] for r in runs])) for k in D.SUBTASKS},
+    }

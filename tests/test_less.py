@@ -1,0 +1,301 @@
+"""LESS (Xia et al., ICML 2024): the API (`influence_scores`, `select`) against hand-computed values, bad
+inputs, the Adam variants (paper vs official code) against an explicit per-example loop, the
+projection-dimension slicing, the synthetic data, the configs, and the four figures at quick scale (the
+claims that hold robustly there)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.configs import ConfigError, Scale
+from common.experiment import load_done, run_figure
+from common.ops import random_signs
+from common.ops.gradient_features import GradientFeatures
+from papers.less import PAPER, influence_scores, select
+from papers.less import data as D
+from papers.less import pipeline as pl
+from proofs_checks import less as theory
+
+
+def _failed(claims) -> list[str]:
+    return [c.line() + f"  [{c.details}]" for c in claims if not c.passed]
+
+
+# --------------------------------------------------------------------------------------------------------
+# influence_scores and select
+# --------------------------------------------------------------------------------------------------------
+S = 1 / math.sqrt(2)
+# two checkpoints, three training examples, d = 2
+TRAIN = [
+    torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]]),
+    torch.tensor([[0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]]),
+]
+VAL = {
+    "a": [torch.tensor([[1.0, 0.0], [0.0, 5.0]]), torch.tensor([[0.0, 1.0], [0.0, 1.0]])],
+    "b": [torch.tensor([[-2.0, 0.0]]), torch.tensor([[1.0, 0.0]])],
+}
+WEIGHTS = [3.0, 1.0]  # renormalized to 0.75, 0.25
+
+
+def _hand_scores(aggregation: str) -> list[float]:
+    # cosines per checkpoint, then the mean over a subtask's validation examples:
+    # ckpt 0, subtask a: ex0 (1, 0) -> (1 + 0) / 2; ex1 (0, 1) -> (0 + 1) / 2; ex2 (1, 1)/sqrt2 -> (S + S) / 2
+    # ckpt 1, subtask a: ex0 (0, 1) -> 1; ex1 (1, 0) -> 0; ex2 (-1, 0) -> 0
+    # ckpt 0, subtask b: -1, 0, -S;  ckpt 1, subtask b: 0, 1, -1
+    a = [0.75 * 0.5 + 0.25 * 1, 0.75 * 0.5 + 0.25 * 0, 0.75 * S + 0.25 * 0]
+    b = [0.75 * -1 + 0.25 * 0, 0.75 * 0 + 0.25 * 1, 0.75 * -S + 0.25 * -1]
+    if aggregation == "max":
+        return [max(x, y) for x, y in zip(a, b, strict=True)]
+    return [(x + y) / 2 for x, y in zip(a, b, strict=True)]
+
+
+@pytest.mark.parametrize("aggregation", ["max", "mean"])
+def test_influence_scores_match_hand_computed(aggregation):
+    got = influence_scores(TRAIN, VAL, WEIGHTS, aggregation=aggregation)
+    assert got.shape == (3,) and got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), _hand_scores(aggregation), rtol=1e-12, atol=1e-12)
+    # stacked [C, N, d] tensors give the same; weights only matter up to their sum; features up to scale
+    stacked = influence_scores(torch.stack(TRAIN), {k: torch.stack(v) for k, v in VAL.items()}, [0.3, 0.1])
+    if aggregation == "max":
+        np.testing.assert_allclose(stacked.numpy(), got.numpy(), rtol=1e-12)
+    scaled = influence_scores([7.0 * t for t in TRAIN], VAL, WEIGHTS, aggregation=aggregation)
+    np.testing.assert_allclose(scaled.numpy(), got.numpy(), rtol=1e-12)
+
+
+def test_scores_are_mean_of_cosines_not_cosine_of_mean():
+    train = [torch.tensor([[1.0, 0.0]])]
+    val = {"a": [torch.tensor([[1.0, 0.0], [0.0, 100.0]])]}
+    # mean of cosines: (1 + 0) / 2 = 0.5; the cosine with the mean gradient (0.5, 50) would be ~0.01
+    assert influence_scores(train, val, [1.0]).item() == pytest.approx(0.5)
+
+
+def test_zero_feature_rows_score_zero():
+    train = [torch.tensor([[0.0, 0.0], [1.0, 1.0]])]
+    got = influence_scores(train, {"a": [torch.tensor([[1.0, 1.0]])]}, [1.0])
+    np.testing.assert_allclose(got.numpy(), [0.0, 1.0], atol=1e-12)
+
+
+def test_select_top_fraction_highest_first_ties_by_index():
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.9, -1.0, 0.5, 0.2, 0.0, 0.3, 0.4])
+    assert select(scores, 0.3).tolist() == [1, 3, 2]  # floor(10 * 0.3) = 3; tie 0.5 at 2 and 5 -> 2
+    assert select(scores, 0.05 * 20).tolist()[:2] == [1, 3]
+    assert len(select(torch.rand(1000, dtype=torch.float64), 0.05)) == 50
+    assert select([0.0, 2.0], 0.5).tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: influence_scores([], VAL, WEIGHTS), ValueError, "empty"),
+        (lambda: influence_scores(TRAIN, {}, WEIGHTS), ValueError, "non-empty mapping"),
+        (lambda: influence_scores(TRAIN, VAL, [1.0]), ValueError, "1 entries for 2 checkpoints"),
+        (lambda: influence_scores(TRAIN, VAL, [1.0, -1.0]), ValueError, "positive"),
+        (lambda: influence_scores(TRAIN, VAL, [1.0, float("nan")]), ValueError, "positive"),
+        (lambda: influence_scores(TRAIN, VAL, WEIGHTS, aggregation="sum"), ValueError, "aggregation"),
+        (lambda: influence_scores([TRAIN[0], TRAIN[1][:2]], VAL, WEIGHTS), ValueError, "disagree in shape"),
+        (lambda: influence_scores(TRAIN, {"a": [torch.ones(2, 3)] * 2}, WEIGHTS), ValueError, "dimension 2"),
+        (lambda: influence_scores(TRAIN, {"a": [torch.ones(2, 2)]}, WEIGHTS), ValueError, "2 checkpoints"),
+        (lambda: influence_scores([torch.full((3, 2), float("nan"))] * 2, VAL, WEIGHTS), ValueError, "NaN"),
+        (lambda: influence_scores(torch.ones(3, 2), VAL, WEIGHTS), ValueError, r"\[C, N, d\]"),
+        (
+            lambda: influence_scores([torch.ones(3, 2, dtype=torch.long)] * 2, VAL, WEIGHTS),
+            TypeError,
+            "float",
+        ),
+        (lambda: influence_scores(torch.ones(2, 0, 2), VAL, WEIGHTS), ValueError, "empty"),
+        (lambda: influence_scores("features", VAL, WEIGHTS), TypeError, "tensor"),
+        (lambda: select(torch.tensor([]), 0.5), ValueError, "non-empty"),
+        (lambda: select(torch.ones(2, 2), 0.5), ValueError, "1-D"),
+        (lambda: select(torch.tensor([1.0, float("inf")]), 0.5), ValueError, "finite"),
+        (lambda: select(torch.ones(10), 0.0), ValueError, r"\(0, 1\]"),
+        (lambda: select(torch.ones(10), 1.5), ValueError, r"\(0, 1\]"),
+        (lambda: select(torch.ones(10), 0.05), ValueError, "selects nothing"),
+    ],
+)
+def test_invalid_inputs_fail_fast(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+# --------------------------------------------------------------------------------------------------------
+# The datastore: Adam variants and projection dimension
+# --------------------------------------------------------------------------------------------------------
+def _tiny_lora_gpt(seed: int = 0):
+    setup = pl.Setup(n_layer=1, n_embd=16, n_head=2, lora_r=2, lora_alpha=4.0)
+    torch.manual_seed(seed)
+    state = pl.new_gpt(pl.size_of(setup)).state_dict()
+    model = pl.lora_model(pl.size_of(setup), state, setup, seed).double()
+    return model
+
+
+def _batch(n: int = 6):
+    pool = D.make_pool(n, dict.fromkeys(D.FAMILIES, 1.0), seed=1)
+    return pool.ids, pool.labels
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop")
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_adam_variants_match_explicit_formulas(variant):
+    """GradientFeatures with pipeline._adam_state gives features proportional to the variant's own formula,
+    computed example by example: paper m_hat / (sqrt(v_hat) + eps) with bias correction, official code
+    m' / sqrt(v' + eps). A large eps makes the variants differ."""
+    model = _tiny_lora_gpt()
+    batch = _batch()
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([p for _, p in params], lr=1e-2, eps=1e-3, weight_decay=0.0)
+    for _ in range(3):
+        opt.zero_grad()
+        pl.batch_loss(model, batch).backward()
+        opt.step()
+    steps = int(opt.state[params[0][1]]["step"])
+    ckpt = pl.Checkpoint(
+        lora={n: p.detach().clone() for n, p in params},
+        adam={n: (opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"]) for n, p in params},
+        step=steps,
+        avg_lr=1e-2,
+    )
+    eps, (b1, b2) = 1e-3, (0.9, 0.999)
+    adam, eps_kernel = pl._adam_state(ckpt, variant, eps=eps)
+    k = 48
+    ours = GradientFeatures(model.eval(), k, seed=5, adam_state=adam, eps=eps_kernel)(
+        batch, pl.example_losses
+    )
+    R = random_signs(5, sum(p.numel() for _, p in params), k, dtype=torch.float64)
+    expected, other = [], []
+    t = steps + 1
+    for i in range(batch[0].shape[0]):
+        model.zero_grad()
+        pl.example_losses(model, (batch[0][i : i + 1], batch[1][i : i + 1])).sum().backward()
+        paper, official = [], []
+        for _, p in params:
+            m, v = opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"]
+            m1, v1 = b1 * m + (1 - b1) * p.grad, b2 * v + (1 - b2) * p.grad**2
+            paper.append(((m1 / (1 - b1**t)) / ((v1 / (1 - b2**t)).sqrt() + eps)).flatten())
+            official.append((m1 / (v1 + eps).sqrt()).flatten())
+        mine, theirs = (paper, official) if variant == "paper" else (official, paper)
+        expected.append(torch.cat(mine) @ R)
+        other.append(torch.cat(theirs) @ R)
+    cos = F.cosine_similarity(ours.double(), torch.stack(expected), dim=1)
+    assert cos.min() > 1 - 1e-6, cos
+    assert F.cosine_similarity(torch.stack(expected), torch.stack(other), dim=1).min() < 0.999
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop")
+def test_smaller_proj_dim_is_a_prefix_of_the_datastore():
+    model = _tiny_lora_gpt().eval()
+    batch = _batch(4)
+    big = GradientFeatures(model, 64, seed=2)(batch, pl.example_losses)
+    small = GradientFeatures(model, 16, seed=2)(batch, pl.example_losses)
+    torch.testing.assert_close(small, big[:, :16] * math.sqrt(64 / 16), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("check", theory.CHECKS, ids=lambda c: c.name)
+def test_theory_check_passes(check):
+    claims = check.verify()
+    assert claims and not _failed(claims), "\n".join(_failed(claims))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Data, configs
+# --------------------------------------------------------------------------------------------------------
+def test_data_formats_and_target_split():
+    rng = np.random.default_rng(0)
+    assert D.add_example(7, 8) == ("add 7 8=", "51")
+    for _ in range(50):
+        prompt, answer = D.sample("bad", rng)
+        a, b = (int(x) for x in prompt.rstrip("=").split()[1:])
+        assert D.is_carry(prompt) and answer == str((a + b) % 10) != str(a + b)[::-1]
+    val, test = D.make_target(8, seed=0)
+    assert {k: len(v) for k, v in val.items()} == {"carry": 8, "no_carry": 8}
+    assert {k: len(v) for k, v in test.items()} == {"carry": 45 - 8, "no_carry": 55 - 8}
+    for name in D.SUBTASKS:
+        assert not set(val[name].prompts) & set(test[name].prompts)
+        assert all(D.is_carry(p) == (name == "carry") for p in val[name].prompts + test[name].prompts)
+    ex = D.encode(["add 7 8="], ["51"], ["add"], D.WIDTH)
+    scored = ex.labels[0] != D.IGNORE
+    assert D.TOKENIZER.decode(ex.labels[0][scored]) == "51" and ex.labels[0][scored][-1] == D.TOKENIZER.eos_id
+    assert ex.ids[0, 0] == D.TOKENIZER.bos_id
+    with pytest.raises(ValueError, match="unknown families"):
+        D.make_pool(10, {"mul": 1.0}, 0)
+    with pytest.raises(ValueError, match="no test problem"):
+        D.make_target(45, 0)
+
+
+def test_exact_match_of_a_model_that_copies_the_labels():
+    ex = D.encode(["add 7 8=", "rev abc="], ["51", "cba"], ["add", "rev"], D.WIDTH)
+    V = D.TOKENIZER.vocab_size
+
+    class Oracle(torch.nn.Module):  # predicts the true next token at every position, except one flaw
+        def forward(self, ids):
+            logits = torch.zeros(*ids.shape, V)
+            target = torch.cat([ex.ids[:, 1:], ex.ids[:, -1:]], 1)
+            logits.scatter_(2, target[..., None], 1.0)
+            logits[1, 10, :] = 0.0
+            logits[1, 10, ord("x")] = 1.0  # second example: first answer letter wrong
+            return type("Out", (), {"logits": logits})()
+
+    assert pl.exact_match(Oracle(), ex).tolist() == [True, False]
+
+
+def test_configs_reject_bad_values_with_clear_messages():
+    fig = PAPER.figure("fig_target")
+    with pytest.raises(ConfigError, match="unknown config key 'poolsize'"):
+        fig.config_for(Scale.QUICK, overrides=["poolsize=10"])
+    with pytest.raises(ConfigError, match="selects no example"):
+        fig.config_for(Scale.QUICK, overrides=["pool_size=10"])
+    with pytest.raises(ConfigError, match="adam_variant"):
+        fig.config_for(Scale.QUICK, overrides=["adam_variant=adamw"])
+    with pytest.raises(ConfigError, match="aggregation"):
+        fig.config_for(Scale.QUICK, overrides=["aggregation=min"])
+    with pytest.raises(ConfigError, match="fraction"):
+        fig.config_for(Scale.QUICK, overrides=["fraction=0"])
+    with pytest.raises(ConfigError, match="expects int"):
+        fig.config_for(Scale.QUICK, overrides=["proj_dim=big"])
+    with pytest.raises(ConfigError, match="proj_dims"):
+        PAPER.figure("fig_ablation").config_for(Scale.QUICK, overrides=["proj_dims=64,100000"])
+    with pytest.raises(ConfigError, match="n_val"):
+        fig.config_for(Scale.QUICK, overrides=["n_val=45"])
+    # every figure of a scale shares one Setup (one base, warmup and datastore)
+    for scale in Scale:
+        assert len({pl.setup_of(f.config_for(scale)) for f in PAPER.figures()}) == 1
+
+
+# --------------------------------------------------------------------------------------------------------
+# The figures at quick scale (one base, one warmup, ~20 LoRA fine-tuning runs: ~1 min on 2 cores)
+# --------------------------------------------------------------------------------------------------------
+ROBUST_AT_QUICK = {
+    "less.target.beats_random",
+    "less.composition.target_family_overrepresented",
+    "less.composition.adversarial_underrepresented",
+    "less.transfer.beats_random",
+}
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop")
+def test_figures_quick(tmp_path):
+    claims = {}
+    for fig in PAPER.figures():
+        result = run_figure(PAPER, fig, Scale.QUICK, results=tmp_path, show_progress=False)
+        done = load_done(result.out_dir)
+        assert done is not None and all((result.out_dir / f).exists() for f in done["files"])
+        claims.update({c.id: c for c in result.claims})
+    missing = ROBUST_AT_QUICK - set(claims)
+    assert not missing, missing
+    failed = _failed([claims[k] for k in sorted(ROBUST_AT_QUICK)])
+    assert not failed, "\n".join(failed)
+    # the others (full pool, representation baseline, Adam vs SGD, proj_dim) depend on the seed and on the
+    # max over subtasks at quick scale (README, "What we measured"): only check they were measured
+    for key in set(claims) - ROBUST_AT_QUICK:
+        assert math.isfinite(claims[key].measured), key
+    # the datastore is on disk, one file per checkpoint, and a rerun is skipped
+    stored = list((tmp_path / "less" / "_cache").glob("features-*/pool-adam-ckpt*.pt"))
+    assert len(stored) >= 4
+    again = run_figure(
+        PAPER, PAPER.figure("fig_composition"), Scale.QUICK, results=tmp_path, show_progress=False
+    )
+    assert again.skipped
