@@ -34,7 +34,7 @@ def test_list_shows_implemented_and_planned_papers_and_checks():
     result = companion("list")
     assert result.returncode == 0, result.stderr
     assert "momentum" in result.stdout and "[implemented]" in result.stdout
-    assert "less" in result.stdout and "[planned]" in result.stdout
+    assert "muse" in result.stdout and "[planned]" in result.stdout
     assert "fig_weak_error" in result.stdout
     assert "momentum_" in result.stdout.split("Checks:")[1]
 
@@ -47,7 +47,7 @@ def test_list_shows_implemented_and_planned_papers_and_checks():
         (["reproduce", "momentum", "--scale", "huge"], "valid scales: quick, default, paper"),
         (["reproduce", "momentum", "--set", "nokey=1"], "unknown config key 'nokey'"),
         (["reproduce", "momentum", "--figure", "fig_digits_lr_sweep", "--set", "seeds=two"], "expects int"),
-        (["reproduce", "less"], "planned but has no code yet"),
+        (["reproduce", "muse"], "planned but has no code yet"),
         (["reproduce", "momentum", "--device", "tpu"], "valid devices: cpu, cuda"),
         (["verify", "nosuchcheck"], "valid checks:"),
         (["bench", "nosuchop"], "valid benchmarks:"),

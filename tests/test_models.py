@@ -59,6 +59,25 @@ def test_gpt_is_causal():
     assert not torch.allclose(a[:, t:], b[:, t:])
 
 
+def test_gpt_bidirectional_sees_the_future_and_matches_explicit_attention():
+    """causal=False: every position depends on later tokens, and the attention equals a by-hand softmax."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**{**CFG.__dict__, "causal": False})).eval()
+    idx = _tokens()
+    changed = idx.clone()
+    changed[:, -1] = (changed[:, -1] + 1) % CFG.vocab_size
+    a, b = model(idx).logits, model(changed).logits
+    assert not torch.allclose(a[:, 0], b[:, 0])  # position 0 sees the last token
+    attn = model.h[0].attn
+    x = model.h[0].ln_1(model.wte(idx) + model.wpe(torch.arange(idx.shape[1])))  # (B, T, C)
+    B, T, C = x.shape
+    H = attn.n_head
+    q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in attn.c_attn(x).split(C, dim=2))
+    weights = torch.softmax(q @ k.transpose(-1, -2) / (C // H) ** 0.5, dim=-1)  # (B, H, T, T), no mask
+    expected = attn.c_proj((weights @ v).transpose(1, 2).reshape(B, T, C))
+    torch.testing.assert_close(attn(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_gpt_tied_weights_and_counts():
     tied = _model()
     assert tied.lm_head.weight is tied.wte.weight

@@ -32,7 +32,9 @@ class GPTConfig:
 
     vocab_size: V; block_size: the longest sequence T the positional table covers; n_layer, n_head, n_embd
     (C, divisible by n_head); dropout on embeddings, attention weights and residual branches; bias on the
-    Linear and LayerNorm layers; tie_weights shares the token embedding with the unembedding.
+    Linear and LayerNorm layers; tie_weights shares the token embedding with the unembedding; causal=False
+    lets every position attend to every other (a BERT-style encoder for masked-token prediction, as the
+    progressive-distillation paper's PCFG experiments) instead of only to earlier ones.
     """
 
     vocab_size: int
@@ -43,6 +45,7 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True
     tie_weights: bool = True
+    causal: bool = True
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -63,19 +66,21 @@ class GPTOutput(NamedTuple):
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention with one fused QKV projection (`c_attn`) and an output `c_proj`."""
+    """Multi-head self-attention with one fused QKV projection (`c_attn`) and an output `c_proj`; causal
+    unless the config says `causal=False`."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
+        self.causal = config.causal
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Attend causally over `x` of shape (B, T, C); returns (B, T, C)."""
+        """Attend over `x` of shape (B, T, C) (causally unless configured otherwise); returns (B, T, C)."""
         B, T, C = x.shape
         H = self.n_head
         q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
@@ -83,7 +88,7 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, H, C // H).transpose(1, 2)  # (B, H, T, D)
         v = v.view(B, T, H, C // H).transpose(1, 2)  # (B, H, T, D)
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=self.causal
         )  # (B, H, T, D)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)

@@ -15,5 +15,6 @@ PAPER = Paper(
         "papers.progressive_distillation.fig_parity_acceleration",
         "papers.progressive_distillation.fig_checkpoint_selection",
         "papers.progressive_distillation.fig_implicit_curriculum",
+        "papers.progressive_distillation.fig_pcfg",
     ),
 )
