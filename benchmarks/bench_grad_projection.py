@@ -53,6 +53,7 @@ BASELINES = ("less_loop", "torch_func")
 SEED = 0
 # Model and data of the benchmark; quick mode only shortens the run.
 VOCAB, T, N_LAYER, N_HEAD, N_EMBD, RANK = 512, 128, 4, 4, 256, 8
+TRAINABLE = 4 * N_LAYER * 2 * RANK * N_EMBD  # LoRA A and B on q, k, v, o: 65,536 gradient entries D
 FULL = {"n_examples": 512, "batch_size": 64, "proj_dims": [1024, 8192]}
 QUICK = {"n_examples": 32, "batch_size": 16, "proj_dims": [1024]}
 CHECK_ROWS, CHECK_COLS = 8, 64  # the corner of the features each provider returns for the cross-check
@@ -101,7 +102,7 @@ def setup(n_examples: int, device: str) -> tuple[nn.Module, tuple[torch.Tensor, 
     x = torch.randint(0, VOCAB, (n_examples, T), generator=gen).to(device)
     y = torch.randint(0, VOCAB, (n_examples, T), generator=gen).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    assert sum(p.numel() for p in params) == 65536
+    assert sum(p.numel() for p in params) == TRAINABLE
     opt = torch.optim.AdamW(params, lr=1e-3)
     lm_loss(model, (x[:8], y[:8])).mean().backward()  # one step: B != 0, a non-trivial Adam state
     opt.step()
@@ -237,18 +238,18 @@ def _profile_projection(featurize: Callable, batch: tuple[torch.Tensor, torch.Te
 
 def sgemm_peak_gflops(threads: int, device: str) -> float:
     """Float32 GEMM throughput of this machine with `threads` threads: one large square-ish product
-    [512, 4096] @ [4096, 4096], best of 5. The ceiling for any dense projection on it."""
+    [512, 4096] @ [4096, 4096], the best of 6 runs (the first also warms up). The ceiling for any dense
+    projection on it."""
     torch.set_num_threads(threads)
     a = torch.randn(512, 4096, device=device)
     b = torch.randn(4096, 4096, device=device)
     best = float("inf")
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(6):
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         torch.mm(a, b)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync()
         best = min(best, time.perf_counter() - t0)
     return 2 * 512 * 4096 * 4096 / best / 1e9
 
@@ -277,7 +278,7 @@ def _spawn(name: str, proj_dim: int, cfg: dict, device: str, threads: int) -> di
 def flop_bound(limit_examples_per_s: float, proj_dim: int, sgemm_gflops: float) -> dict[str, float]:
     """The best any dense projection of the full gradient could do here: the limit's time per example plus
     2 D k flops (D = 65,536 gradient entries) at this machine's measured sgemm rate."""
-    flops = 2.0 * 65536 * proj_dim
+    flops = 2.0 * TRAINABLE * proj_dim
     best = 1.0 / (1.0 / limit_examples_per_s + flops / (sgemm_gflops * 1e9))
     return {
         "projection_gflop_per_example": flops / 1e9,
@@ -391,7 +392,7 @@ def main(out_dir: pathlib.Path, quick: bool = False, device: str = "cpu") -> dic
         "quick": quick,
         "setting": {
             "model": f"GPT {N_LAYER} layers, d={N_EMBD}, T={T}, vocab {VOCAB}, LoRA r={RANK} on q,k,v,o",
-            "trainable_params": 65536,
+            "trainable_params": TRAINABLE,
             **cfg,
         },
         "providers": list(PROVIDERS),
