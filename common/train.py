@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from common.atomic import atomic_write_with, remove_stale_temporaries
 
 __all__ = [
+    "Callback",
     "TrainConfig",
     "TrainHistory",
     "StepInfo",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 
 from common.ops import fused_linear_dpo_loss
-from common.train import TrainConfig, train
+from common.train import Callback, TrainConfig, train
 from papers.likelihood_displacement.api import PreferenceBatch, response_logps
 from papers.likelihood_displacement.corpus import BLOCK, EOS, GPT
 
@@ -26,9 +27,11 @@ def dpo(
     batch_size: int = 0,
     optimizer: str = "rmsprop",
     seed: int = 0,
+    callbacks: Sequence[Callback] = (),
 ) -> GPT:
     """A DPO-trained copy of `model` (reference = `model`): `steps` optimizer steps over `batch`, full batch
     when batch_size is 0, else consecutive mini-batches cycling through the pairs (an epoch: B / batch_size).
+    `callbacks` go to `common.train.train` (called after every step with the policy in training mode).
     """
     batch.validate()
     B = batch.chosen_ids.shape[0]
@@ -51,7 +54,7 @@ def dpo(
         return loss
 
     cfg = TrainConfig(optimizer=optimizer, lr=lr, steps=steps, seed=seed, log_every=max(1, steps))
-    train(policy, loss_fn, get_batch, cfg, progress=False)
+    train(policy, loss_fn, get_batch, cfg, callbacks=callbacks, progress=False)
     return policy.eval()
 
 

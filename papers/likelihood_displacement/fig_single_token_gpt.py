@@ -34,7 +34,7 @@ from common.claims import Claim
 from common.configs import ConfigError, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import new_figure, save
-from common.train import TrainConfig
+from common.train import StepInfo, TrainConfig
 from papers.likelihood_displacement.corpus import (
     ADJS,
     ANSWERS,
@@ -145,14 +145,19 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
                 rates = network_rates(model, prompt, pos, neg, config.beta)
                 align = (W @ (W[pos] - W[neg])).numpy()
                 batch = make_pairs([(prompt, [pos], [neg])])
-                trained = dpo(model, batch, config.steps, config.lr, config.beta)
-                first = dpo(model, batch, 1, config.lr, config.beta)
+                x = torch.tensor([prompt])
+                p_first = []  # pi(y+) after the RMSProp run's first step, read during that run
+
+                def after_first(info: StepInfo) -> None:
+                    if info.step == 1:
+                        with torch.no_grad():
+                            p_first.append(float(torch.softmax(info.model(x).logits[0, -1], -1)[pos]))
+
+                trained = dpo(model, batch, config.steps, config.lr, config.beta, callbacks=[after_first])
                 gd = dpo(model, batch, config.steps, config.gd_lr, config.beta, optimizer="sgd")
                 with torch.no_grad():
-                    x = torch.tensor([prompt])
                     p0 = torch.softmax(model(x).logits[0, -1], -1).numpy()
                     p1 = torch.softmax(trained(x).logits[0, -1], -1).numpy()
-                    p_first = float(torch.softmax(first(x).logits[0, -1], -1)[pos])
                     p_gd = float(torch.softmax(gd(x).logits[0, -1], -1)[pos])
                 others = [z for z in range(len(WORDS)) if z not in (pos, neg)]
                 dlog = np.log(p1) - np.log(p0)
@@ -164,7 +169,7 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
                     "margin": margin,
                     "hh": float(h @ h),
                     **{f"rate_{k}": v for k, v in rates.items()},
-                    "pi_pos_after_first_step": p_first,
+                    "pi_pos_after_first_step": p_first[0],
                     "pi_pos_after_gd": p_gd,
                     "pi_pos_before": float(p0[pos]),
                     "pi_pos_after": float(p1[pos]),

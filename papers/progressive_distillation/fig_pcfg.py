@@ -42,9 +42,9 @@ from common.claims import Claim
 from common.configs import ConfigError, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import new_figure, save
+from papers.progressive_distillation.parity import steps_to_target
 from papers.progressive_distillation.pcfg_mlm import (
     PCFGSetup,
-    first_step_reaching,
     labels_only,
     lockstep,
     one_shot,
@@ -189,26 +189,27 @@ def speed_stats(data: dict[str, Any]) -> dict[str, Any]:
     """The target (one-shot's final accuracy) and each student's first eval step reaching it."""
     st = data["students"]
     target = float(st["one-shot"]["accuracy"][-1])
-    reach = {m: first_step_reaching(st[m]["steps"], st[m]["accuracy"], target) for m in METHODS}
+    reach = {m: steps_to_target(st[m]["steps"], [st[m]["accuracy"]], target)[0] for m in METHODS}
     return {"target": target, "reach": reach}
 
 
 FINAL_CHECKPOINTS = 3  # the converged teacher's level: the mean over its last checkpoints (probe noise)
 
 
-def curriculum_stats(data: dict[str, Any], config: Config) -> dict[str, Any]:
-    """The short-window and long-context information curves over teacher checkpoints; the fraction of its
-    final level (mean of the last `FINAL_CHECKPOINTS`) each has reached at C1; and, for the record, their
-    half-rise steps (first checkpoint at >= half the curve's maximum)."""
+def curriculum_stats(data: dict[str, Any], short_radius: int, long_radius: int) -> dict[str, Any]:
+    """The short-window (radius `short_radius`) and long-context (beyond `long_radius`) information curves
+    over teacher checkpoints; the fraction of its final level (mean of the last `FINAL_CHECKPOINTS`) each has
+    reached at C1; and, for the record, their half-rise steps (first checkpoint at >= half the curve's
+    maximum)."""
     pr = data["probe"]
     radii = pr["radii"]
     ce_close = np.asarray(pr["ce_close"], dtype=float)  # (C, R)
     ce_base = np.asarray(pr["ce_base"], dtype=float)  # (C,)
-    short = ce_close[:, radii.index(0)] - ce_close[:, radii.index(config.short_radius)]
-    long = ce_close[:, radii.index(config.long_radius)] - ce_base
+    short = ce_close[:, radii.index(0)] - ce_close[:, radii.index(short_radius)]
+    long = ce_close[:, radii.index(long_radius)] - ce_base
     steps = data["teacher"]["steps"]
     half = {
-        name: first_step_reaching(steps, curve, 0.5 * float(curve.max()))
+        name: steps_to_target(steps, [curve], 0.5 * float(curve.max()))[0]
         for name, curve in (("short", short), ("long", long))
     }
     c1 = data["candidate"]["index"]
@@ -267,7 +268,7 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
                 details=det,
             )
         )
-    cur = curriculum_stats(data, config)
+    cur = curriculum_stats(data, config.short_radius, config.long_radius)
     hs, hl = cur["half_rise"]["short"], cur["half_rise"]["long"]
     fs, fl = cur["at_c1"]["short"], cur["at_c1"]["long"]
     det2 = (
@@ -334,7 +335,8 @@ def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
     axes[1].set_xlabel("teacher step")
     axes[1].set_ylabel("median L1 change of the prediction")
     axes[1].set_title("teacher: masking the neighbours")
-    stats = curriculum_stats(data, _config_from(pr))
+    radii = [r for r in pr["radii"] if r > 0]  # Config.radii: 0, short_radius <= long_radius
+    stats = curriculum_stats(data, min(radii), max(radii))
     cur = {k: np.asarray(stats[k]) for k in ("short", "long")}
     axes[2].plot(t["steps"], cur["short"], color="C2", label="from the short window")
     axes[2].plot(t["steps"], cur["long"], color="C3", label="from the context beyond")
@@ -345,11 +347,6 @@ def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
     axes[2].set_ylabel("information (nats)")
     axes[2].set_title("what the teacher uses, over training")
     return save(fig, out_dir, "pcfg")
-
-
-def _config_from(probe: dict[str, Any]) -> Config:
-    radii = [r for r in probe["radii"] if r > 0]
-    return Config(short_radius=min(radii), long_radius=max(radii))
 
 
 FIGURE = Figure(

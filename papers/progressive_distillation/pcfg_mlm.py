@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -235,6 +234,21 @@ def masked_metrics(model: GPT, inputs: torch.Tensor, targets: torch.Tensor) -> t
     return float(F.cross_entropy(lg, tg)), float((lg.argmax(-1) == tg).float().mean())
 
 
+def _eval_metrics(model: GPT, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
+    """`masked_metrics` of a model in training, in eval mode and back."""
+    model.eval()
+    out = masked_metrics(model, inputs, targets)
+    model.train()
+    return out
+
+
+def mlm_loss(net: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Masked-LM cross-entropy of `common.train.train`'s contract: the mean over the asked positions."""
+    inputs, targets = batch
+    logits = mlm_logits(net, inputs)  # (B, T, V)
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
 def train_config(setup: PCFGSetup, steps: int, seed: int) -> TrainConfig:
     """The official optimiser: AdamW (beta2 = 0.95), linear warm-up for `warmup_frac`, then cosine."""
     return TrainConfig(
@@ -301,9 +315,7 @@ def train_teacher(setup: PCFGSetup, cache_dir: Path | None = None) -> Teacher:
     out = Teacher(ckpt_steps=[], states=[], loss=[], accuracy=[])
 
     def snapshot(step: int, m: GPT) -> None:
-        m.eval()
-        loss, acc = masked_metrics(m, x_eval, y_eval)
-        m.train()
+        loss, acc = _eval_metrics(m, x_eval, y_eval)
         out.ckpt_steps.append(step)
         out.states.append({k: v.detach().clone() for k, v in m.state_dict().items()})
         out.loss.append(loss)
@@ -313,16 +325,11 @@ def train_teacher(setup: PCFGSetup, cache_dir: Path | None = None) -> Teacher:
         if info.step % setup.ckpt_every == 0:
             snapshot(info.step, info.model)
 
-    def loss_fn(net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        inputs, targets = batch
-        logits = mlm_logits(net, inputs)  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-
     snapshot(0, model)
     cfg = train_config(setup, setup.teacher_steps, _seed(setup, 1))
     train(
         model,
-        loss_fn,
+        mlm_loss,
         lambda step, micro: mlm_batch(task, setup, 2, step),
         cfg,
         callbacks=[callback],
@@ -390,24 +397,17 @@ def train_student(setup: PCFGSetup, teacher: Teacher | None, schedule: Schedule)
             targets = torch.where(targets != IGNORE, predicted, targets)
         return inputs, targets
 
-    def loss_fn(net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        inputs, targets = batch
-        logits = mlm_logits(net, inputs)  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-
     steps, losses, accs = [0], *([v] for v in masked_metrics(model, x_eval, y_eval))
 
     def callback(info: StepInfo) -> None:
         if info.step % setup.eval_every == 0:
-            info.model.eval()
-            loss, acc = masked_metrics(info.model, x_eval, y_eval)
-            info.model.train()
+            loss, acc = _eval_metrics(info.model, x_eval, y_eval)
             steps.append(info.step)
             losses.append(loss)
             accs.append(acc)
 
     cfg = train_config(setup, setup.student_steps, _seed(setup, 3))
-    train(model, loss_fn, get_batch, cfg, callbacks=[callback], progress=False)
+    train(model, mlm_loss, get_batch, cfg, callbacks=[callback], progress=False)
     return {"steps": steps, "loss": losses, "accuracy": accs}
 
 
@@ -490,9 +490,3 @@ def teacher_probe(
         for key, value in context_reliance(task, teacher.model(task, setup, i), x, p, radii).items():
             out.setdefault(key, []).append(value)
     return out
-
-
-def first_step_reaching(steps: Sequence[int], values: Sequence[float], target: float) -> float | None:
-    """The first step at which values >= target (None: never)."""
-    hit = np.nonzero(np.asarray(values, dtype=float) >= target)[0]
-    return float(steps[hit[0]]) if hit.size else None
