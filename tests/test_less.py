@@ -129,8 +129,7 @@ def _tiny_lora_gpt(seed: int = 0):
     setup = pl.Setup(n_layer=1, n_embd=16, n_head=2, lora_r=2, lora_alpha=4.0)
     torch.manual_seed(seed)
     state = pl.new_gpt(pl.size_of(setup)).state_dict()
-    model = pl.lora_model(pl.size_of(setup), state, setup, seed).double()
-    return model
+    return pl.lora_model(pl.size_of(setup), state, setup, seed).double()
 
 
 def _batch(n: int = 6):
@@ -260,6 +259,8 @@ def test_configs_reject_bad_values_with_clear_messages():
         PAPER.figure("fig_ablation").config_for(Scale.QUICK, overrides=["proj_dims=64,100000"])
     with pytest.raises(ConfigError, match="n_val"):
         fig.config_for(Scale.QUICK, overrides=["n_val=45"])
+    with pytest.raises(ConfigError, match="seeds must be >= 1"):
+        PAPER.figure("fig_composition").config_for(Scale.QUICK, overrides=["seeds=0"])
     # every figure of a scale shares one Setup (one base, warmup and datastore)
     for scale in Scale:
         assert len({pl.setup_of(f.config_for(scale)) for f in PAPER.figures()}) == 1

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from common.data.tokenizer import ByteTokenizer
+from common.data.tokenizer import ByteTokenizer, pad_sequences
 
 IGNORE = -100
 TOKENIZER = ByteTokenizer()
@@ -115,16 +115,16 @@ def encode(prompts: Sequence[str], responses: Sequence[str], families: Sequence[
     """ids = <bos> prompt response <eos>; labels[t] = ids[t + 1] on the response and <eos>, else IGNORE."""
     if not prompts:
         raise ValueError("no examples to encode")
-    N = len(prompts)
-    ids = torch.full((N, width), TOKENIZER.pad_id, dtype=torch.long)  # (N, T)
-    labels = torch.full((N, width), IGNORE, dtype=torch.long)  # (N, T)
-    for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
-        seq = TOKENIZER.encode(p, add_bos=True) + TOKENIZER.encode(r, add_eos=True)
+    seqs, targets = [], []
+    for p, r in zip(prompts, responses, strict=True):
+        prompt = TOKENIZER.encode(p, add_bos=True)
+        seq = prompt + TOKENIZER.encode(r, add_eos=True)
         if len(seq) > width:
             raise ValueError(f"example {p!r} -> {r!r} has {len(seq)} tokens, more than the width {width}")
-        n_prompt = 1 + len(p.encode())
-        ids[i, : len(seq)] = torch.tensor(seq)
-        labels[i, n_prompt - 1 : len(seq) - 1] = torch.tensor(seq[n_prompt:])
+        seqs.append(seq)
+        targets.append([IGNORE] * (len(prompt) - 1) + seq[len(prompt) :])  # next token, response only
+    ids, _ = pad_sequences(seqs, TOKENIZER.pad_id, pad_to=width)  # (N, T)
+    labels, _ = pad_sequences(targets, IGNORE, pad_to=width)  # (N, T)
     return Examples(ids, labels, np.asarray(families), list(prompts), list(responses))
 
 

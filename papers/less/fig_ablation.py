@@ -12,6 +12,7 @@ Cost (measured): quick ~12 s (one more datastore per gradient type, one fine-tun
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ import torch
 from common.claims import Claim
 from common.configs import ConfigError, Scale
 from common.experiment import Figure, RunContext
-from common.plotting import PALETTE, new_figure, save
+from common.plotting import new_figure, save
 from papers.less import config as cfgs
 from papers.less import pipeline as pl
+from papers.less.plots import seed_bars
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,7 @@ CONFIGS = {
 
 
 def _runs(setup: pl.Setup, index: np.ndarray, seeds: int, ctx: RunContext, key: str, cache: Path) -> dict:
-    runs = [ctx.part(f"{key}-seed{s}", lambda s=s: pl.finetune(setup, index, s, cache_dir=cache))
-            for s in range(seeds)]  # fmt: skip
-    return pl.summary(runs)
+    return pl.summary([pl.finetune_part(ctx, setup, key, index, s, cache) for s in range(seeds)])
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
@@ -73,11 +73,11 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     gradients = {}
     variants = (
         ("adam_paper", setup, "adam"),
-        ("adam_official", pl.copy_setup(setup, adam_variant="official"), "adam"),
+        ("adam_official", dataclasses.replace(setup, adam_variant="official"), "adam"),
         ("sgd", setup, "sgd"),
     )
     for name, s, gradient in variants:
-        index = pl.select(pl.less_scores(s, size, cache, gradient=gradient), s.fraction).numpy()
+        index = pl.less_selection(s, size, cache, gradient=gradient)
         gradients[name] = {"overlap": overlap(index), "add_share": pl.composition(setup, index)["add"],
                            **_runs(setup, index, config.seeds, ctx, f"grad-{name}", cache)}  # fmt: skip
     return {"dims": dims, "gradients": gradients, "proj_dim": setup.proj_dim}
@@ -130,11 +130,7 @@ def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
     ax.set_title("projection dimension")
     ax = axes[1]
     g = data["gradients"]
-    names = list(g)
-    ax.bar(range(len(names)), [g[k]["mean"] for k in names], color=PALETTE[: len(names)], alpha=0.8)
-    for i, k in enumerate(names):
-        ax.scatter([i] * len(g[k]["per_seed"]), g[k]["per_seed"], color="black", s=10, zorder=3)
-    ax.set_xticks(range(len(names)), ["Adam\n(paper)", "Adam\n(official code)", "SGD"])
+    seed_bars(ax, list(g.values()), ["Adam\n(paper)", "Adam\n(official code)", "SGD"])
     ax.set_ylim(0, 1)
     ax.set_ylabel("target exact match")
     ax.set_title("training-side gradient features")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from common.claims import Claim
-from common.configs import Scale
+from common.configs import ConfigError, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import new_figure, save
 from papers.less import config as cfgs
@@ -30,6 +30,11 @@ class Config(pl.Setup):
     seeds: int = 2
     min_enrichment: float = 5.0  # target-family share in LESS / its share in the pool
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seeds < 1:
+            raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
+
 
 CONFIGS = {scale: Config(**cfgs.SETUP[scale], seeds=cfgs.SEEDS[scale]) for scale in Scale}
 
@@ -40,7 +45,7 @@ def compute(config: Config, cache: Path) -> dict[str, Any]:
     pool = pl.make_data(setup).pool
     scores = pl.less_scores(setup, size, cache)
     top = pl.select(scores, setup.fraction).numpy()
-    top_mean = pl.select(pl.less_scores(setup, size, cache, aggregation="mean"), setup.fraction).numpy()
+    top_mean = pl.less_selection(setup, size, cache, aggregation="mean")
     randoms = [pl.composition(setup, pl.random_selection(setup, s)) for s in range(config.seeds)]
     score_by_family = {f: float(scores[torch.from_numpy(pool.family == f)].mean()) for f in D.FAMILIES}
     bad = np.flatnonzero(pool.family == "bad")

@@ -22,9 +22,10 @@ import torch
 from common.claims import Claim
 from common.configs import ConfigError, Scale
 from common.experiment import Figure, RunContext
-from common.plotting import PALETTE, new_figure, save
+from common.plotting import new_figure, save
 from papers.less import config as cfgs
 from papers.less import pipeline as pl
+from papers.less.plots import seed_bars
 
 
 @dataclass(frozen=True)
@@ -69,33 +70,20 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
     for seed in range(config.seeds):
         runs["random"].append(
-            ctx.part(
-                f"random-seed{seed}",
-                lambda s=seed: pl.finetune(setup, pl.random_selection(setup, s), s, cache_dir=cache),
-            )  # fmt: skip
+            pl.finetune_part(ctx, setup, "random", pl.random_selection(setup, seed), seed, cache)
         )
         for m in ("less", "less_mean"):
-            runs[m].append(
-                ctx.part(
-                    f"{m}-seed{seed}", lambda m=m, s=seed: pl.finetune(setup, chosen[m], s, cache_dir=cache)
-                )
-            )
+            runs[m].append(pl.finetune_part(ctx, setup, m, chosen[m], seed, cache))
     runs["representation"].append(
-        ctx.part(
-            "representation-seed0", lambda: pl.finetune(setup, chosen["representation"], 0, cache_dir=cache)
-        )
+        pl.finetune_part(ctx, setup, "representation", chosen["representation"], 0, cache)
     )
     runs["full"].append(
-        ctx.part(
-            "full-seed0",
-            lambda: pl.finetune(setup, chosen["full"], 0, steps=setup.full_steps, cache_dir=cache),
-        )  # fmt: skip
+        pl.finetune_part(ctx, setup, "full", chosen["full"], 0, cache, steps=setup.full_steps)
     )
-    size = pl.size_of(setup)
     return {
         "summary": {m: pl.summary(r) for m, r in runs.items()},
         "runs": runs,
-        "checkpoint_weights": pl.checkpoint_weights(setup, size, cache),
+        "checkpoint_weights": pl.checkpoint_weights(setup, pl.size_of(setup), cache),
         "n_selected": len(chosen["less"]),
         "pool_size": setup.pool_size,
     }
@@ -148,11 +136,8 @@ def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
     fig, axes = new_figure(ncols=2, width=4.2)
     s = data["summary"]
     ax = axes[0]
-    x = np.arange(len(METHODS))
-    ax.bar(x, [s[m]["mean"] for m in METHODS], color=[PALETTE[i] for i in range(len(METHODS))], alpha=0.8)
-    for i, m in enumerate(METHODS):
-        ax.scatter([i] * len(s[m]["per_seed"]), s[m]["per_seed"], color="black", s=10, zorder=3)
-    ax.set_xticks(x, ["LESS\nmax", "LESS\nmean", "random", "repr.", "full"])
+    ticks = ["LESS\nmax", "LESS\nmean", "random", "repr.", "full"]
+    x = seed_bars(ax, [s[m] for m in METHODS], ticks)
     ax.set_ylabel("target exact match (mean of subtasks)")
     ax.set_ylim(0, 1)
     ax.set_title(f"5% of {data['pool_size']} examples; dots: seeds")
@@ -160,7 +145,7 @@ def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
     width = 0.38
     for j, sub in enumerate(("carry", "no_carry")):
         ax.bar(x + (j - 0.5) * width, [s[m]["subtask_acc"][sub] for m in METHODS], width, label=sub)
-    ax.set_xticks(x, ["LESS\nmax", "LESS\nmean", "random", "repr.", "full"])
+    ax.set_xticks(x, ticks)
     ax.set_ylim(0, 1)
     ax.set_title("per subtask")
     ax.legend(fontsize=7)

@@ -18,9 +18,10 @@ import torch
 from common.claims import Claim
 from common.configs import ConfigError, Scale
 from common.experiment import Figure, RunContext
-from common.plotting import PALETTE, new_figure, save
+from common.plotting import new_figure, save
 from papers.less import config as cfgs
 from papers.less import pipeline as pl
+from papers.less.plots import seed_bars
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,11 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     chosen_main = pl.less_selection(setup, main, cache)
     runs: dict[str, list[dict[str, Any]]] = {"less_t": [], "less": [], "random": []}
     for seed in range(config.seeds):
-        runs["less_t"].append(ctx.part(f"less_t-seed{seed}", lambda s=seed: pl.finetune(
-            setup, chosen_small, s, cache_dir=cache)))  # fmt: skip
-        runs["less"].append(ctx.part(f"less-seed{seed}", lambda s=seed: pl.finetune(
-            setup, chosen_main, s, cache_dir=cache)))  # fmt: skip
-        runs["random"].append(ctx.part(f"random-seed{seed}", lambda s=seed: pl.finetune(
-            setup, pl.random_selection(setup, s), s, cache_dir=cache)))  # fmt: skip
+        runs["less_t"].append(pl.finetune_part(ctx, setup, "less_t", chosen_small, seed, cache))
+        runs["less"].append(pl.finetune_part(ctx, setup, "less", chosen_main, seed, cache))
+        runs["random"].append(
+            pl.finetune_part(ctx, setup, "random", pl.random_selection(setup, seed), seed, cache)
+        )
     overlap = len(np.intersect1d(chosen_small, chosen_main)) / len(chosen_main)
     n_params = {name: sum(p.numel() for p in pl.new_gpt(sz).parameters()) for name, sz in
                 (("small", small), ("main", main))}  # fmt: skip
@@ -94,12 +94,9 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
 def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
     fig, axes = new_figure(ncols=1, width=4.4)
     ax = axes[0]
-    keys = ("less_t", "less", "random")
     s = data["summary"]
-    ax.bar(range(3), [s[k]["mean"] for k in keys], color=PALETTE[:3], alpha=0.8)
-    for i, k in enumerate(keys):
-        ax.scatter([i] * len(s[k]["per_seed"]), s[k]["per_seed"], color="black", s=10, zorder=3)
-    ax.set_xticks(range(3), ["LESS-T\n(small selects)", "LESS\n(own gradients)", "random"])
+    ticks = ["LESS-T\n(small selects)", "LESS\n(own gradients)", "random"]
+    seed_bars(ax, [s[k] for k in ("less_t", "less", "random")], ticks)
     ax.set_ylabel("target exact match of the larger model")
     ax.set_ylim(0, 1)
     ax.set_title(f"selector {data['n_params']['small']} vs {data['n_params']['main']} parameters")

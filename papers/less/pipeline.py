@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from common.atomic import atomic_write_with
 from common.configs import ConfigError
+from common.experiment import RunContext
 from common.models.gpt import GPT, GPTConfig
 from common.models.lora import apply_lora
 from common.ops.gradient_features import GradientFeatures
@@ -92,13 +93,11 @@ class Setup:
     def __post_init__(self) -> None:
         positive = (
             "pool_size n_val n_layer n_embd n_head pretrain_steps pretrain_batch lora_r warmup_epochs "
-            "warmup_batch proj_dim feature_batch ft_steps ft_batch full_steps"
+            "warmup_batch proj_dim feature_batch ft_steps ft_batch full_steps pretrain_lr warmup_lr ft_lr "
+            "lora_alpha"
         )
         for name in positive.split():
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("pretrain_lr", "warmup_lr", "ft_lr", "lora_alpha"):
-            if not getattr(self, name) > 0:
+            if not getattr(self, name) > 0:  # `not > 0` also rejects a NaN learning rate
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
@@ -161,7 +160,6 @@ class Data:
     pool: D.Examples
     val: dict[str, D.Examples]
     test: dict[str, D.Examples]
-    pretrain: D.Examples
 
 
 def pool_weights(setup: Setup) -> dict[str, float]:
@@ -181,13 +179,20 @@ def pretrain_weights(setup: Setup) -> dict[str, float]:
 def make_data(setup: Setup) -> Data:
     def build() -> Data:
         pool = D.make_pool(setup.pool_size, pool_weights(setup), setup.seed)
-        val, test = D.make_target(setup.n_val, setup.seed)
-        n_pre = setup.pretrain_steps * setup.pretrain_batch
-        pretrain = D.make_pool(n_pre, pretrain_weights(setup), setup.seed + 1000)
-        return Data(pool, val, test, pretrain)
+        return Data(pool, *D.make_target(setup.n_val, setup.seed))
 
-    spec = [setup.seed, setup.pool_size, pool_weights(setup), setup.n_val, setup.pretrain_steps]
-    return _memo("data-" + _key([*spec, setup.pretrain_batch, pretrain_weights(setup)]), build)
+    return _memo("data-" + _key([setup.seed, setup.pool_size, pool_weights(setup), setup.n_val]), build)
+
+
+def pretrain_data(setup: Setup) -> D.Examples:
+    """The base's pretraining corpus (pretrain_steps * pretrain_batch examples); built only when the base
+    is not on disk (256k examples at paper scale)."""
+    n = setup.pretrain_steps * setup.pretrain_batch
+    weights = pretrain_weights(setup)
+    return _memo(
+        "pretrain-" + _key([n, weights, setup.seed]),
+        lambda: D.make_pool(n, weights, setup.seed + 1000),
+    )
 
 
 def batch_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -239,12 +244,11 @@ def base_state(setup: Setup, size: ModelSize, cache_dir: Path) -> dict[str, torc
     path = Path(cache_dir) / f"base-{_key(spec)}.pt"
 
     def build() -> dict[str, torch.Tensor]:
+        if path.exists():
+            return torch.load(path, weights_only=True)
         torch.manual_seed(setup.seed)
         model = new_gpt(size)
-        if path.exists():
-            model.load_state_dict(torch.load(path, weights_only=True))
-            return model.state_dict()
-        corpus = make_data(setup).pretrain
+        corpus = pretrain_data(setup)
         n = len(corpus)
 
         def get_batch(step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -352,7 +356,7 @@ def warmup(setup: Setup, size: ModelSize, cache_dir: Path) -> list[Checkpoint]:
         subset = data.pool.subset(index)
         per_epoch = math.ceil(n / setup.warmup_batch)
         model = lora_model(size, base_state(setup, size, cache_dir), setup, setup.seed)
-        names = {id(p): name for name, p in model.named_parameters() if p.requires_grad}
+        trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         checkpoints: list[Checkpoint] = []
 
         def snapshot(info) -> None:
@@ -360,9 +364,10 @@ def warmup(setup: Setup, size: ModelSize, cache_dir: Path) -> list[Checkpoint]:
                 return
             lrs = info.history.lr[-per_epoch:]
             state = info.optimizer.state
-            adam = {names[id(p)]: (state[p]["exp_avg"].clone(), state[p]["exp_avg_sq"].clone())
-                    for p in model.parameters() if p.requires_grad}  # fmt: skip
-            lora = {names[id(p)]: p.detach().clone() for p in model.parameters() if p.requires_grad}
+            adam = {
+                name: (state[p]["exp_avg"].clone(), state[p]["exp_avg_sq"].clone()) for name, p in trainable
+            }
+            lora = {name: p.detach().clone() for name, p in trainable}
             checkpoints.append(Checkpoint(lora, adam, info.step, float(np.mean(lrs))))
 
         train_lora(model, subset, per_epoch * setup.warmup_epochs, setup.warmup_batch, setup.warmup_lr,
@@ -386,10 +391,7 @@ def _adam_state(ckpt: Checkpoint, variant: str, betas=(0.9, 0.999), eps=1e-8) ->
 
 def checkpoint_model(setup: Setup, size: ModelSize, ckpt: Checkpoint, cache_dir: Path) -> GPT:
     model = lora_model(size, base_state(setup, size, cache_dir), setup, setup.seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name in ckpt.lora:
-                p.copy_(ckpt.lora[name])
+    model.load_state_dict(ckpt.lora, strict=False)  # the LoRA factors; the base is already loaded
     return model.eval()
 
 
@@ -492,16 +494,10 @@ def composition(setup: Setup, index: np.ndarray) -> dict[str, float]:
 
 
 def finetune(
-    setup: Setup,
-    index: np.ndarray,
-    seed: int,
-    steps: int | None = None,
-    size: ModelSize | None = None,
-    *,
-    cache_dir: Path,
+    setup: Setup, index: np.ndarray, seed: int, steps: int | None = None, *, cache_dir: Path
 ) -> dict[str, Any]:
-    """LoRA fine-tuning of the base (of `size`, default the setup's) on pool[index]; test metrics."""
-    size = size or size_of(setup)
+    """LoRA fine-tuning of the setup's base on pool[index]; test metrics."""
+    size = size_of(setup)
     steps = steps or setup.ft_steps
     index = np.sort(np.asarray(index, dtype=np.int64))  # the same set gives the same run, whatever its order
 
@@ -515,18 +511,26 @@ def finetune(
         out["composition"] = composition(setup, index)
         return out
 
-    key = _key(
-        [dataclasses.asdict(setup), dataclasses.asdict(size), index.tolist(), seed, steps, str(cache_dir)]
+    return _memo(
+        "ft-" + _key([dataclasses.asdict(setup), index.tolist(), seed, steps, str(cache_dir)]), build
     )
-    return _memo("ft-" + key, build)
 
 
 def less_selection(setup: Setup, size: ModelSize, cache_dir: Path, **kwargs: Any) -> np.ndarray:
     return select(less_scores(setup, size, cache_dir, **kwargs), setup.fraction).numpy()
 
 
-def copy_setup(setup: Setup, **changes: Any) -> Setup:
-    return dataclasses.replace(setup, **changes)
+def finetune_part(
+    ctx: RunContext,
+    setup: Setup,
+    name: str,
+    index: np.ndarray,
+    seed: int,
+    cache_dir: Path,
+    steps: int | None = None,
+) -> dict[str, Any]:
+    """`finetune` as the resumable unit `<name>-seed<seed>` of a figure (ctx.part)."""
+    return ctx.part(f"{name}-seed{seed}", lambda: finetune(setup, index, seed, steps, cache_dir=cache_dir))
 
 
 def cache_dir_for(out_dir: Path) -> Path:
