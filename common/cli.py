@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"companion: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `companion list | head -1`: the reader has gone; end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not raise either
+        return EXIT_OK
     except KeyboardInterrupt:
         print(
             "companion: interrupted; completed units are kept, rerun the same command to resume",

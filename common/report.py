@@ -2,7 +2,10 @@
 check, every benchmark; planned papers are listed as planned.
 
 The report only reads completed results (`done.json`, `checks/*.json`, `bench/*.json`): it never reruns
-anything, and a figure whose run was interrupted shows as "not run / incomplete".
+anything. Each scale keeps its own results (`results/<paper>/<scale>/<figure>/`); for every figure the report
+shows the newest complete scale and says which one (and which other scales are complete). A figure whose
+run was interrupted shows as "not run / incomplete"; one whose files no longer match the SHA-256s in its
+`done.json` is named, with the file, instead of being shown.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Any
 
 from common.atomic import atomic_write_text, read_json
 from common.claims import Claim
-from common.experiment import figure_dir, load_done
+from common.configs import Scale
+from common.experiment import Paper, figure_dir, verified_done
 from common.registry import papers
 
 CSS = """
@@ -24,7 +28,7 @@ td,th{border:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
 tr.pass td.mark{background:#d9f2d9;color:#145214;font-weight:bold}
 tr.fail td.mark{background:#f7d4d4;color:#7a1010;font-weight:bold}
 img{max-width:100%;border:1px solid #eee} .planned{color:#888} code{background:#f4f4f4;padding:0 3px}
-.fig{margin:1em 0 2em} .meta{color:#555;font-size:.9em}
+.fig{margin:1em 0 2em} .meta{color:#555;font-size:.9em} .broken{color:#7a1010}
 """
 
 
@@ -58,14 +62,37 @@ def _claims_md(claims: list[Claim]) -> list[str]:
     return lines
 
 
-def write_report(results: Path) -> tuple[Path, Path, int]:
-    """Write both report files; returns their paths and the number of failed claims."""
+def newest_complete(
+    results: Path, paper: str, figure: str
+) -> tuple[dict[str, Any] | None, Path | None, list[str], list[str]]:
+    """(done record, directory) of the most recently completed scale of a figure, the other complete
+    scales, and one line per scale whose files do not verify."""
+    complete: list[tuple[str, dict[str, Any], Path]] = []
+    broken: list[str] = []
+    for scale in Scale:
+        out_dir = figure_dir(results, paper, scale, figure)
+        done, problem = verified_done(out_dir)
+        if problem is not None:
+            broken.append(f"{scale.value}: {problem}")
+        elif done is not None:
+            complete.append((done.get("finished", ""), done, out_dir))
+    if not complete:
+        return None, None, [], broken
+    complete.sort(key=lambda item: item[0])
+    _, done, out_dir = complete[-1]
+    others = [d["scale"] for _, d, _ in complete[:-1]]
+    return done, out_dir, others, broken
+
+
+def write_report(results: Path, listed: list[Paper] | None = None) -> tuple[Path, Path, int]:
+    """Write both report files (for `listed` papers, default every registered one); returns their paths
+    and the number of failed claims."""
     results = Path(results)
     body: list[str] = []
     md: list[str] = ["# paper-companion results", ""]
     total = failed = 0
 
-    for paper in papers():
+    for paper in papers() if listed is None else listed:
         head = f"{paper.title} ({paper.authors}; {paper.venue}, arXiv {paper.arxiv})"
         if paper.status != "implemented":
             body.append(
@@ -77,18 +104,25 @@ def write_report(results: Path) -> tuple[Path, Path, int]:
         body.append(f"<h2 id={paper.key}>{html.escape(paper.key)}</h2><p class=sub>{html.escape(head)}</p>")
         md += [f"## {paper.key}", "", head, ""]
         for fig in paper.figures():
-            out_dir = figure_dir(results, paper.key, fig.name)
-            done = load_done(out_dir)
+            done, out_dir, others, broken = newest_complete(results, paper.key, fig.name)
             body.append(
                 f"<div class=fig><h3>{html.escape(fig.title)}</h3>"
                 f"<p class=meta>{html.escape(fig.paper_ref)} · <code>{html.escape(fig.name)}</code>"
             )
             md += [f"### {fig.title}", "", f"{fig.paper_ref} · `{fig.name}`", ""]
+            for line in broken:
+                body.append(f"<p class=broken>not shown, files do not match: {html.escape(line)}</p>")
+                md += [f"**Not shown, files do not match:** {line}", ""]
             if done is None:
                 body.append(" · not run or incomplete</p></div>")
                 md += ["Not run or incomplete.", ""]
                 continue
-            body.append(f" · scale {done['scale']} · {done['seconds']} s</p>")
+            also = f" (also complete: {', '.join(others)})" if others else ""
+            body.append(
+                f" · showing scale <b>{html.escape(done['scale'])}</b>, the newest complete{also}"
+                f" · {done['seconds']} s</p>"
+            )
+            md += [f"Showing scale **{done['scale']}**, the newest complete{also}; {done['seconds']} s.", ""]
             if done.get("expected"):
                 body.append(f"<p>{html.escape(done['expected'])}</p>")
             rel = out_dir.relative_to(results)
@@ -110,8 +144,13 @@ def write_report(results: Path) -> tuple[Path, Path, int]:
         body.append("<p>None run yet (<code>companion verify all</code>).</p>")
         md += ["None run yet.", ""]
     for path in check_files:
-        record = read_json(path)
-        claims = _claims(record["claims"])
+        try:
+            record = read_json(path)
+            claims = _claims(record["claims"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            body.append(f"<p class=broken>not shown, unreadable: {html.escape(str(path))} ({err})</p>")
+            md += [f"**Not shown, unreadable:** `{path}` ({err})", ""]
+            continue
         body.append(
             f"<h3>{html.escape(record['title'])}</h3><p class=meta>{html.escape(record['paper'])}: "
             f"{html.escape(record['statement_ref'])} · {record['seconds']} s</p>" + _claims_html(claims)

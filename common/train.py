@@ -40,6 +40,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from common.atomic import atomic_write_with, remove_stale_temporaries
+from common.distributed import (
+    barrier,
+    init_distributed,
+    is_distributed,
+    map_tensors,
+    rank,
+    shard_batch,
+    world_size,
+)
 
 __all__ = [
     "Callback",
@@ -52,13 +61,7 @@ __all__ = [
     "lr_at",
     "weight_decay_groups",
     "train",
-    "shard_batch",
     "latest_checkpoint",
-    "is_distributed",
-    "rank",
-    "world_size",
-    "barrier",
-    "init_distributed",
     "sgdm_ema_to_pytorch",
     "pytorch_to_sgdm_ema",
 ]
@@ -184,96 +187,6 @@ class StepInfo:
 
 
 Callback = Callable[[StepInfo], None]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Distributed helpers
-# ---------------------------------------------------------------------------------------------------------
-
-
-def world_size() -> int:
-    """Number of processes: from the process group when initialised, else WORLD_SIZE (torchrun), else 1."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def rank() -> int:
-    """This process's global rank: from the process group when initialised, else RANK (torchrun), else 0."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    return int(os.environ.get("RANK", "0"))
-
-
-def is_distributed() -> bool:
-    """True when more than one process takes part (launched by torchrun with WORLD_SIZE > 1)."""
-    return world_size() > 1
-
-
-def barrier() -> None:
-    """Wait for every rank; a no-op in a single process."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
-
-
-def init_distributed(device: torch.device | str | None = None) -> bool:
-    """Initialise the default process group from torchrun's environment, if WORLD_SIZE > 1 and not done yet.
-
-    The backend is nccl when `device` is a CUDA device (the current device is set to LOCAL_RANK), gloo
-    otherwise. Returns whether the process runs distributed. The caller owns the group's teardown
-    (`torch.distributed.destroy_process_group()` at the end of the script).
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    if not dist.is_available():
-        raise RuntimeError("WORLD_SIZE > 1 but torch.distributed is not available in this build")
-    if not dist.is_initialized():
-        device = torch.device(device) if device is not None else torch.device("cpu")
-        if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            dist.init_process_group(backend="nccl")
-        else:
-            dist.init_process_group(backend="gloo")
-    return dist.get_world_size() > 1
-
-
-def shard_batch(batch: Any, rank_: int, world_size_: int) -> Any:
-    """Rank `rank_`'s contiguous shard, rows [r*B/W, (r+1)*B/W), of every tensor in a (nested) batch.
-
-    Raises if the batch size B is not divisible by W or if the tensors disagree on B.
-    """
-    sizes = _batch_sizes(batch)
-    if not sizes:
-        raise ValueError("the batch holds no tensor to shard")
-    if len(set(sizes)) != 1:
-        raise ValueError(f"tensors in the batch disagree on the batch dimension: {sorted(set(sizes))}")
-    B = sizes[0]
-    if B % world_size_ != 0:
-        raise ValueError(f"global batch size {B} is not divisible by world size {world_size_}")
-    per = B // world_size_
-    return _map_tensors(batch, lambda t: t[rank_ * per : (rank_ + 1) * per])
-
-
-def _batch_sizes(batch: Any) -> list[int]:
-    if isinstance(batch, torch.Tensor):
-        return [batch.shape[0]]
-    if isinstance(batch, dict):
-        return [s for v in batch.values() for s in _batch_sizes(v)]
-    if isinstance(batch, list | tuple):
-        return [s for v in batch for s in _batch_sizes(v)]
-    return []
-
-
-def _map_tensors(batch: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return fn(batch)
-    if isinstance(batch, dict):
-        return type(batch)((k, _map_tensors(v, fn)) for k, v in batch.items())
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # NamedTuple
-        return type(batch)(*(_map_tensors(v, fn) for v in batch))
-    if isinstance(batch, list | tuple):
-        return type(batch)(_map_tensors(v, fn) for v in batch)
-    return batch
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -568,7 +481,7 @@ def train(
                 batch = get_batch(step, micro)
                 if distributed:
                     batch = shard_batch(batch, rank_, world)
-                batch = _map_tensors(batch, lambda t: t.to(device, non_blocking=True))
+                batch = map_tensors(batch, lambda t: t.to(device, non_blocking=True))
                 # Gradients are all-reduced only on the last micro-batch of the step.
                 last = micro == cfg.grad_accum - 1
                 sync = nullcontext() if (last or not distributed) else net.no_sync()

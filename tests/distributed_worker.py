@@ -17,8 +17,9 @@ import torch
 import torch.distributed as dist
 
 from common.atomic import atomic_write_json, atomic_write_with
+from common.distributed import rank, world_size
 from common.models import GPT, GPTConfig
-from common.train import TrainConfig, rank, train, world_size
+from common.train import TrainConfig, train
 
 MODEL = GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=4, n_embd=64)
 GLOBAL_BATCH = 8

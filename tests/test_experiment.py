@@ -111,10 +111,10 @@ def test_run_figure_skips_complete_results_and_force_reruns(tmp_path):
     first = run_figure(paper, figure, Scale.QUICK, results=tmp_path, show_progress=False)
     assert not first.skipped and first.claims[0].passed and first.claims[0].measured == 12.0
     assert calls == ["unit0", "unit1", "unit2", "unit3"]
-    out = tmp_path / "toy_paper" / "toy"
+    out = tmp_path / "toy_paper" / "quick" / "toy"
     for name in ("config.json", "env.json", "data.json", "done.json", "plot.txt"):
         assert (out / name).exists(), name
-    assert read_json(tmp_path / "toy_paper" / "claims.json")["toy"][0]["id"] == "sum"
+    assert read_json(tmp_path / "toy_paper" / "quick" / "claims.json")["toy"][0]["id"] == "sum"
 
     second = run_figure(paper, figure, Scale.QUICK, results=tmp_path, show_progress=False)
     assert second.skipped and second.claims == first.claims and len(calls) == 4
@@ -134,7 +134,7 @@ def test_interrupted_run_resumes_from_completed_units(tmp_path):
     paper, figure = _toy_figure(calls, fail_after=2)
     with pytest.raises(KeyboardInterrupt):
         run_figure(paper, figure, Scale.QUICK, results=tmp_path, show_progress=False)
-    out = tmp_path / "toy_paper" / "toy"
+    out = tmp_path / "toy_paper" / "quick" / "toy"
     assert load_done(out) is None and not (out / "data.json").exists()
     assert calls == ["unit0", "unit1"]
     paper, figure = _toy_figure(calls)
@@ -178,7 +178,7 @@ def test_sigkill_mid_run_leaves_whole_files_and_rerun_resumes(tmp_path):
     script = KILL_SCRIPT.format(repo=str(REPO), log=str(log), results=str(tmp_path / "results"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=REPO)
-    parts = tmp_path / "results" / "toy_paper" / "toy" / "parts"
+    parts = tmp_path / "results" / "toy_paper" / "quick" / "toy" / "parts"
     deadline = time.time() + 60
     while time.time() < deadline and len(list(parts.glob("unit*.json"))) < 3:
         time.sleep(0.05)

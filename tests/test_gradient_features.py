@@ -240,7 +240,7 @@ def _worker() -> None:
     import torch.distributed as dist
 
     from common.atomic import atomic_write_with
-    from common.train import init_distributed, rank
+    from common.distributed import init_distributed, rank
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)

@@ -10,24 +10,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.distributed import barrier, is_distributed, rank, shard_batch, world_size
 from common.models import GPT, MLP, GPTConfig
 from common.train import (
     StepInfo,
     TrainConfig,
     TrainHistory,
-    barrier,
-    is_distributed,
     latest_checkpoint,
     lr_at,
     lr_multiplier,
     make_optimizer,
     make_scheduler,
     pytorch_to_sgdm_ema,
-    rank,
     sgdm_ema_to_pytorch,
-    shard_batch,
     train,
-    world_size,
 )
 
 

@@ -39,11 +39,12 @@ import torch.nn.functional as F
 
 from common.atomic import atomic_write_with
 from common.configs import ConfigError
+from common.distributed import barrier, is_distributed, rank
 from common.experiment import RunContext
 from common.models.gpt import GPT, GPTConfig
 from common.models.lora import apply_lora
 from common.ops.gradient_features import GradientFeatures
-from common.train import TrainConfig, barrier, is_distributed, rank, train
+from common.train import TrainConfig, train
 from papers.less import data as D
 from papers.less.influence import AGGREGATIONS, influence_scores, select
 
