@@ -1,4 +1,7 @@
-"""The ten papers of the companion; those without a package yet are shown as planned."""
+"""The papers of the companion that have no package yet, shown as "planned" by `companion list` and the
+report. A paper's metadata lives in exactly one place: here while it is planned, in its package's
+`__init__.py` (`PAPER`) once it is implemented (then its entry here is deleted; a test checks both ways).
+"""
 
 from common.experiment import Paper
 
@@ -28,22 +31,6 @@ PLANNED: tuple[Paper, ...] = (
         status="planned",
     ),
     Paper(
-        "likelihood_displacement",
-        "Unintentional Unalignment: Likelihood Displacement in Direct Preference Optimization",
-        "Razin, Malladi, Bhaskar, Chen, Arora, Hanin",
-        "ICLR 2025",
-        "2410.08847",
-        status="planned",
-    ),
-    Paper(
-        "progressive_distillation",
-        "Progressive distillation induces an implicit curriculum",
-        "Panigrahi, Liu, Malladi, Risteski, Goel",
-        "ICLR 2025 (oral)",
-        "2410.05464",
-        status="planned",
-    ),
-    Paper(
         "muse",
         "MUSE: Machine Unlearning Six-Way Evaluation for Language Models",
         "Shi, Lee, Huang, Malladi, Zhao, Holtzman, Liu, Zettlemoyer, Smith, Zhang",
@@ -57,30 +44,6 @@ PLANNED: tuple[Paper, ...] = (
         "Wang, Xia, He, Chen, Liu, Zhu, Liang, Wu, Liu, Malladi, Chevalier, Arora, Chen",
         "NeurIPS 2024 (D&B)",
         "2406.18521",
-        status="planned",
-    ),
-    Paper(
-        "ranking_accuracy",
-        "Preference Learning Algorithms Do Not Learn Preference Rankings",
-        "Chen, Malladi, Zhang, Chen, Zhang, Ranganath, Cho",
-        "NeurIPS 2024",
-        "2405.19534",
-        status="planned",
-    ),
-    Paper(
-        "less",
-        "LESS: Selecting Influential Data for Targeted Instruction Tuning",
-        "Xia, Malladi, Gururangan, Arora, Chen",
-        "ICML 2024",
-        "2402.04333",
-        status="planned",
-    ),
-    Paper(
-        "momentum",
-        "The Marginal Value of Momentum for Small Learning Rate SGD",
-        "Wang, Malladi, Wang, Lyu, Li",
-        "ICLR 2024",
-        "2307.15196",
         status="planned",
     ),
 )
