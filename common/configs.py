@@ -159,7 +159,7 @@ def validate_config(config: Any, prefix: str = "") -> Any:
             continue
         problem = _value_problem(hints.get(f.name, Any), value)
         if problem is not None:
-            raise ConfigError(f"config key {prefix}{f.name!r} = {value!r} {problem}")
+            raise ConfigError(f"config key {prefix + f.name!r} = {value!r} {problem}")
     own = getattr(config, "validate", None)
     if callable(own):
         try:
@@ -238,6 +238,9 @@ def apply_overrides(config: Any, overrides: list[str] | dict[str, str]) -> Any:
             )
         current = getattr(config, key)
         changes[key] = _parse_value(key, raw, hints.get(key, type(current)), current)
+        problem = _value_problem(hints.get(key, Any), changes[key])
+        if problem is not None:  # before the config's own __post_init__ computes with the value
+            raise ConfigError(f"config key {key!r} = {changes[key]!r} {problem}")
     try:
         replaced = dataclasses.replace(config, **changes)
     except ConfigError:

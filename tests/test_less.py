@@ -133,7 +133,7 @@ def _tiny_lora_gpt(seed: int = 0):
 
 
 def _batch(n: int = 6):
-    pool = D.make_pool(n, dict.fromkeys(D.FAMILIES, 1.0), seed=1)
+    pool = D.make_pool(n, dict.fromkeys(D.FAMILIES, 1.0), seed=1, problems=D.pool_problems(8, 1))
     return pool.ids, pool.labels
 
 
@@ -205,13 +205,14 @@ def test_theory_check_passes(check):
 def test_data_formats_and_target_split():
     rng = np.random.default_rng(0)
     assert D.add_example(7, 8) == ("add 7 8=", "51")
+    problems = D.pool_problems(8, seed=0)
     for _ in range(50):
-        prompt, answer = D.sample("bad", rng)
+        prompt, answer = D.sample("bad", rng, problems)
         a, b = (int(x) for x in prompt.rstrip("=").split()[1:])
         assert D.is_carry(prompt) and answer == str((a + b) % 10) != str(a + b)[::-1]
     val, test = D.make_target(8, seed=0)
     assert {k: len(v) for k, v in val.items()} == {"carry": 8, "no_carry": 8}
-    assert {k: len(v) for k, v in test.items()} == {"carry": 45 - 8, "no_carry": 55 - 8}
+    assert {k: len(v) for k, v in test.items()} == {"carry": (45 - 8) // 2, "no_carry": (55 - 8) // 2}
     for name in D.SUBTASKS:
         assert not set(val[name].prompts) & set(test[name].prompts)
         assert all(D.is_carry(p) == (name == "carry") for p in val[name].prompts + test[name].prompts)
@@ -221,8 +222,27 @@ def test_data_formats_and_target_split():
     assert ex.ids[0, 0] == D.TOKENIZER.bos_id
     with pytest.raises(ValueError, match="unknown families"):
         D.make_pool(10, {"mul": 1.0}, 0)
-    with pytest.raises(ValueError, match="no test problem"):
-        D.make_target(45, 0)
+    with pytest.raises(ValueError, match="needs the addition problems"):
+        D.make_pool(10, {"add": 1.0}, 0)
+    with pytest.raises(ValueError, match="fewer than 2 problems"):
+        D.make_target(44, 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_pool_is_disjoint_from_validation_and_test(seed):
+    """No validation or test problem appears in the pool, in any family (the target is held out, as LESS's
+    MMLU/TydiQA/BBH are from its pool); the three problem sets partition the 100 problems."""
+    split = D.split_problems(8, seed)
+    for parts in split.values():
+        sets = [set(parts[k]) for k in ("val", "test", "pool")]
+        assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert sum(len(v) for parts in split.values() for v in parts.values()) == 100
+    pool = D.make_pool(3000, dict.fromkeys(D.FAMILIES, 1.0), seed, D.pool_problems(8, seed))
+    val, test = D.make_target(8, seed)
+    assert D.overlap(pool, val) == 0 and D.overlap(pool, test) == 0
+    assert (pool.family == "add").sum() > 200  # the check is not empty
+    leaky = D.make_pool(300, {"add": 1.0}, seed, D.add_problems())
+    assert D.overlap(leaky, test) > 0  # the measure finds a leak when there is one
 
 
 def test_exact_match_of_a_model_that_copies_the_labels():

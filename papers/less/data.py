@@ -16,6 +16,13 @@ subjects, TydiQA's 9 languages): `carry` (a + b >= 10, a two-digit answer) and `
 adversarial family, low-quality data in the pool: carry problems in the target's own format whose answers
 drop the carry (so its answers have the *shape* of no-carry answers: one digit, then <eos>).
 
+Held out as LESS's targets are (MMLU, TydiQA and BBH are disjoint from its training pool): the 100 problems
+are split once per seed (`split_problems`) into the validation shots, the test problems and the pool's
+problems, per subtask. The pool's `add` and `bad` examples (and the base's optional `add` pretraining) use
+only the pool's problems, so no test or validation problem appears in the pool, in any family
+(`overlap` measures it). The base's pretraining family `sum` writes every one-digit sum the usual way: the
+base knows arithmetic, as a pretrained LM does; what the pool teaches is the target's format.
+
 The loss of an example is the mean cross-entropy over its response tokens and <eos> (prompt tokens are
 masked, as open-instruct / LESS's HF loss with labels -100).
 """
@@ -53,13 +60,48 @@ def add_example(a: int, b: int) -> tuple[str, str]:
     return f"add {a} {b}=", _lsd(a + b)
 
 
-def sample(family: str, rng: np.random.Generator) -> tuple[str, str]:
-    """One (prompt, response) of a family."""
+Problem = tuple[int, int]
+
+
+def split_problems(n_val: int, seed: int) -> dict[str, dict[str, list[Problem]]]:
+    """subtask -> {"val", "test", "pool"}: disjoint problem lists. Per subtask, `n_val` problems are the
+    validation shots; of the rest, half (rounded down) are the test and the others the pool's (carry: 45
+    problems, no_carry: 55)."""
+    if n_val <= 0:
+        raise ValueError(f"validation examples per subtask must be positive, got {n_val}")
+    rng = np.random.default_rng([seed, 13])
+    split = {}
+    for name in SUBTASKS:
+        problems = add_problems(carry=name == "carry")
+        if len(problems) - n_val < 2:
+            raise ValueError(
+                f"n_val={n_val} leaves fewer than 2 problems of subtask {name!r} ({len(problems)} problems) "
+                "for the test and the pool"
+            )
+        order = rng.permutation(len(problems))
+        n_test = (len(problems) - n_val) // 2
+        parts = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "pool": order[n_val + n_test :]}
+        split[name] = {k: [problems[i] for i in np.sort(v)] for k, v in parts.items()}
+    return split
+
+
+def pool_problems(n_val: int, seed: int) -> list[Problem]:
+    """The addition problems the pool may use (those of neither the validation shots nor the test)."""
+    return [p for parts in split_problems(n_val, seed).values() for p in parts["pool"]]
+
+
+def sample(family: str, rng: np.random.Generator, problems: Sequence[Problem] = ()) -> tuple[str, str]:
+    """One (prompt, response) of a family; `add` and `bad` draw their (a, b) from `problems`."""
+    if family in ("add", "bad") and not problems:
+        raise ValueError(f"family {family!r} needs the addition problems it may use (see pool_problems)")
     if family == "add":
-        return add_example(int(rng.integers(0, 10)), int(rng.integers(0, 10)))
-    if family == "bad":  # a carry problem whose answer drops the carry: 7 + 8 -> "5" instead of "51"
-        problems = add_problems(carry=True)
         a, b = problems[int(rng.integers(0, len(problems)))]
+        return add_example(a, b)
+    if family == "bad":  # a carry problem whose answer drops the carry: 7 + 8 -> "5" instead of "51"
+        carry = [(a, b) for a, b in problems if a + b >= 10]
+        if not carry:
+            raise ValueError("family 'bad' needs carry problems among the problems it may use")
+        a, b = carry[int(rng.integers(0, len(carry)))]
         return f"add {a} {b}=", str((a + b) % 10)
     if family == "sum":
         a, b = int(rng.integers(0, 10)), int(rng.integers(0, 10))
@@ -131,8 +173,11 @@ def encode(prompts: Sequence[str], responses: Sequence[str], families: Sequence[
 WIDTH = 20  # longest example: "<bos>cnt abcabc a=" + "6" + "<eos>" = 20 tokens at most
 
 
-def make_pool(n: int, weights: dict[str, float], seed: int) -> Examples:
-    """`n` examples, families drawn with probabilities proportional to `weights`."""
+def make_pool(
+    n: int, weights: dict[str, float], seed: int, problems: Sequence[Problem] = ()
+) -> Examples:
+    """`n` examples, families drawn with probabilities proportional to `weights`; the `add` and `bad`
+    families use only `problems` (the pool's share of `split_problems`)."""
     unknown = set(weights) - set(FAMILIES) - set(PRETRAIN_ONLY)
     if unknown:
         raise ValueError(f"unknown families {sorted(unknown)}; families: {', '.join(FAMILIES)}")
@@ -142,30 +187,25 @@ def make_pool(n: int, weights: dict[str, float], seed: int) -> Examples:
     names = list(weights)
     p = np.asarray([weights[k] for k in names], dtype=float)
     fams = [names[i] for i in rng.choice(len(names), size=n, p=p / p.sum())]
-    pairs = [sample(f, rng) for f in fams]
+    pairs = [sample(f, rng, problems) for f in fams]
     return encode([a for a, _ in pairs], [b for _, b in pairs], fams, WIDTH)
 
 
 def make_target(n_val: int, seed: int) -> tuple[dict[str, Examples], dict[str, Examples]]:
-    """(validation, test) examples per subtask, grouped by subtask as LESS's validation files are.
-
-    Validation: `n_val` distinct problems per subtask (LESS's few shots); test: every other problem of the
-    subtask (45 carry and 55 no-carry problems in all), so the test is the whole task minus the shots.
-    """
-    if n_val <= 0:
-        raise ValueError(f"validation examples per subtask must be positive, got {n_val}")
-    rng = np.random.default_rng([seed, 13])
+    """(validation, test) examples per subtask, grouped by subtask as LESS's validation files are:
+    `n_val` problems per subtask (LESS's few shots) and the subtask's test problems (`split_problems`)."""
     val, test = {}, {}
-    for name in SUBTASKS:
-        problems = add_problems(carry=name == "carry")
-        if n_val >= len(problems):
-            raise ValueError(
-                f"n_val={n_val} leaves no test problem in subtask {name!r} ({len(problems)} problems)"
-            )
-        order = rng.permutation(len(problems))
-        for split, index in ((val, order[:n_val]), (test, np.sort(order[n_val:]))):
-            pairs = [add_example(*problems[i]) for i in index]
+    for name, parts in split_problems(n_val, seed).items():
+        for split, key in ((val, "val"), (test, "test")):
+            pairs = [add_example(a, b) for a, b in parts[key]]
             split[name] = encode(
                 [a for a, _ in pairs], [b for _, b in pairs], [TARGET_FAMILY] * len(pairs), WIDTH
             )
     return val, test
+
+
+def overlap(pool: Examples, held_out: dict[str, Examples]) -> int:
+    """How many pool examples have the prompt of a held-out (validation or test) example: 0 by
+    construction, measured so the report shows it."""
+    prompts = {p for examples in held_out.values() for p in examples.prompts}
+    return sum(p in prompts for p in pool.prompts)

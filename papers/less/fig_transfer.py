@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-import torch
 
 from common.claims import Claim
-from common.configs import ConfigError, Scale
+from common.configs import ConfigError, Count, Range, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import new_figure, save
 from papers.less import config as cfgs
@@ -26,16 +25,14 @@ from papers.less.plots import seed_bars
 
 @dataclass(frozen=True)
 class Config(pl.Setup):
-    seeds: int = 2
-    small_n_layer: int = 1
-    small_n_embd: int = 32
-    small_n_head: int = 2
-    min_margin_random: float = 0.10
+    seeds: Count = 2
+    small_n_layer: Count = 1
+    small_n_embd: Count = 32  # divisible by small_n_head
+    small_n_head: Count = 2
+    min_margin_random: Annotated[float, Range(-1, 1)] = 0.10  # accuracy difference
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if min(self.seeds, self.small_n_layer, self.small_n_embd, self.small_n_head) < 1:
-            raise ConfigError("seeds and the small model's sizes must be positive")
+    def validate(self) -> None:
+        # after the declared ranges (seeds and the small model's sizes positive), so small_n_head >= 1 here
         if self.small_n_embd % self.small_n_head:
             raise ConfigError(f"small_n_embd={self.small_n_embd} is not divisible by small_n_head")
 
@@ -44,7 +41,6 @@ CONFIGS = {scale: Config(**cfgs.SETUP[scale], seeds=cfgs.SEEDS[scale]) for scale
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    torch.set_num_threads(1)
     setup = pl.setup_of(config)
     cache = pl.cache_dir_for(ctx.out_dir)
     small = pl.ModelSize(config.small_n_layer, config.small_n_embd, config.small_n_head)
@@ -112,4 +108,5 @@ FIGURE = Figure(
     plot=plot,
     claims=claims,
     expected="LESS-T well above random 5%, close to LESS with the larger model's own gradients.",
+    threads=1,  # small models: threads cost more than they give
 )

@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from common.atomic import atomic_write_with
-from common.configs import ConfigError
+from common.configs import ConfigError, Count, Index, NonNegative, OneOf, Positive, Range
 from common.distributed import barrier, is_distributed, rank
 from common.experiment import RunContext
 from common.models.gpt import GPT, GPTConfig
@@ -50,46 +50,49 @@ from papers.less.influence import AGGREGATIONS, influence_scores, select
 
 ADAM_VARIANTS = ("paper", "official")
 PRETRAIN_FAMILIES = ("sub", "rev", "cpy", "srt", "max", "cnt")
+Share = Annotated[float, Range(0, 1, high_open=True)]  # a family's share of the pool, in [0, 1)
+Selected = Annotated[float, Range(0, 1, low_open=True)]  # a fraction of the pool that is selected, in (0, 1]
 
 
 @dataclass(frozen=True)
 class Setup:
     """Everything the pipeline depends on; each figure's Config extends it."""
 
-    seed: int = 0
-    pool_size: int = 2000
-    add_weight: float = 0.08  # fraction of the pool in the target family (correct addition)
-    bad_weight: float = 0.08  # fraction in the adversarial family (carries dropped)
-    n_val: int = 8  # validation shots per subtask
+    seed: Index = 0
+    pool_size: Count = 2000
+    add_weight: Share = 0.08  # fraction of the pool in the target family (correct addition)
+    bad_weight: Share = 0.08  # fraction in the adversarial family (carries dropped)
+    n_val: Annotated[int, Range(1, 44)] = 8  # validation shots per subtask (45 would leave no carry test)
     # base model (the one fine-tuned in every figure) and its pretraining
-    n_layer: int = 2
-    n_embd: int = 64
-    n_head: int = 4
-    pretrain_steps: int = 400
-    pretrain_batch: int = 64
-    pretrain_lr: float = 3e-3
-    pretrain_add_weight: float = 0.0  # weight of the target family in pretraining (the others: 1, sum: 6)
+    n_layer: Count = 2
+    n_embd: Count = 64  # divisible by n_head
+    n_head: Count = 4
+    pretrain_steps: Count = 400
+    pretrain_batch: Count = 64
+    pretrain_lr: Positive = 3e-3
+    # weight of the target family in pretraining (the others: 1, sum: 6)
+    pretrain_add_weight: NonNegative = 0.0
     # LoRA (LESS: r 128, alpha 512, q/k/v/o; here attention and MLP)
-    lora_r: int = 8
-    lora_alpha: float = 16.0
+    lora_r: Count = 8
+    lora_alpha: Positive = 16.0
     # warmup on a random 5%
-    warmup_fraction: float = 0.05
-    warmup_epochs: int = 4
-    warmup_batch: int = 2  # LESS: ~105 steps per warmup epoch; batch 2 gives 25 (quick) to 75 (default)
-    warmup_lr: float = 1e-2
-    data_seed: int = 3  # LESS's --data_seed for the warmup subset
+    warmup_fraction: Selected = 0.05
+    warmup_epochs: Count = 4
+    warmup_batch: Count = 2  # LESS: ~105 steps per warmup epoch; batch 2 gives 25 (quick) to 75 (default)
+    warmup_lr: Positive = 1e-2
+    data_seed: Index = 3  # LESS's --data_seed for the warmup subset
     # datastore and selection
-    proj_dim: int = 1024
-    proj_seed: int = 0
-    adam_variant: str = "paper"
-    aggregation: str = "max"
-    fraction: float = 0.05
-    feature_batch: int = 128
+    proj_dim: Count = 1024
+    proj_seed: Index = 0
+    adam_variant: Annotated[str, OneOf(*ADAM_VARIANTS)] = "paper"
+    aggregation: Annotated[str, OneOf(*AGGREGATIONS)] = "max"
+    fraction: Selected = 0.05
+    feature_batch: Count = 128
     # fine-tuning on a selection
-    ft_steps: int = 150
-    ft_batch: int = 16
-    ft_lr: float = 1e-2
-    full_steps: int = 300  # fine-tuning steps on the full pool (same batch)
+    ft_steps: Count = 150
+    ft_batch: Count = 16
+    ft_lr: Positive = 1e-2
+    full_steps: Count = 300  # fine-tuning steps on the full pool (same batch)
 
     def __post_init__(self) -> None:
         positive = (
@@ -179,7 +182,9 @@ def pretrain_weights(setup: Setup) -> dict[str, float]:
 
 def make_data(setup: Setup) -> Data:
     def build() -> Data:
-        pool = D.make_pool(setup.pool_size, pool_weights(setup), setup.seed)
+        pool = D.make_pool(
+            setup.pool_size, pool_weights(setup), setup.seed, D.pool_problems(setup.n_val, setup.seed)
+        )
         return Data(pool, *D.make_target(setup.n_val, setup.seed))
 
     return _memo("data-" + _key([setup.seed, setup.pool_size, pool_weights(setup), setup.n_val]), build)
@@ -192,7 +197,7 @@ def pretrain_data(setup: Setup) -> D.Examples:
     weights = pretrain_weights(setup)
     return _memo(
         "pretrain-" + _key([n, weights, setup.seed]),
-        lambda: D.make_pool(n, weights, setup.seed + 1000),
+        lambda: D.make_pool(n, weights, setup.seed + 1000, D.pool_problems(setup.n_val, setup.seed)),
     )
 
 

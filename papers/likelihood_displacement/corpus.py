@@ -27,11 +27,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
 
 from common.atomic import atomic_write_with
-from common.configs import ConfigError, config_hash
+from common.configs import ConfigError, Count, Fraction, Index, Positive, Range, config_hash
 from common.models.gpt import GPT, GPTConfig
 from common.train import TrainConfig, train
 from papers.likelihood_displacement.api import IGNORE, PreferenceBatch
@@ -200,16 +201,17 @@ def sample_document(
 class PretrainConfig:
     """The small GPT and its pretraining (next-token loss on the mixture). Cost at the quick size: ~10 s."""
 
-    n_layer: int = 2
-    n_embd: int = 64
-    n_head: int = 4
-    steps: int = 300
-    batch: int = 64
-    lr: float = 3e-3
-    refusal_rate: float = 0.75
-    refusal_consistency: float = 0.0  # 0: every unsafe request refused w.p. refusal_rate; 1: by its noun
-    describe_clauses: int = 1  # descriptions have 1..describe_clauses clauses (<= 3 fits BLOCK)
-    seed: int = 0
+    n_layer: Count = 2
+    n_embd: Count = 64
+    n_head: Count = 4
+    steps: Count = 300
+    batch: Count = 64
+    lr: Positive = 3e-3
+    refusal_rate: Fraction = 0.75
+    refusal_consistency: Fraction = 0.0  # 0: every unsafe request refused w.p. refusal_rate; 1: by its noun
+    # descriptions have 1..describe_clauses clauses (<= 3 fits BLOCK)
+    describe_clauses: Annotated[int, Range(1, 3)] = 1
+    seed: Index = 0
 
     def __post_init__(self) -> None:
         if min(self.n_layer, self.n_embd, self.n_head, self.steps, self.batch) <= 0 or self.lr <= 0:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from common.claims import Claim
-from common.configs import ConfigError, Scale
+from common.configs import ConfigError, Count, Index, Positive, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import new_figure, save
 from common.train import StepInfo, TrainConfig
@@ -57,13 +57,13 @@ PAIRS = (("No", "Never"), ("Never", "No"), ("No", "Yes"), ("Yes", "No"), ("Sure"
 class Config:
     pretrain: PretrainConfig
     pairs: tuple[str, ...] = tuple(f"{a}>{b}" for a, b in PAIRS)
-    prompts: int = 3
-    steps: int = 60
-    lr: float = 1e-4  # RMSProp, the paper's optimizer
-    gd_lr: float = 0.05  # plain gradient descent, the theory's dynamics
-    beta: float = 0.1
-    top_k: int = 3  # the measured top gainer should be among the top_k tokens most aligned with W+ - W-
-    seed: int = 0
+    prompts: Count = 3
+    steps: Count = 60
+    lr: Positive = 1e-4  # RMSProp, the paper's optimizer
+    gd_lr: Positive = 0.05  # plain gradient descent, the theory's dynamics
+    beta: Positive = 0.1
+    top_k: Count = 3  # the measured top gainer should be among the top_k tokens most aligned with W+ - W-
+    seed: Index = 0
 
     def __post_init__(self) -> None:
         for p in self.pairs:
@@ -129,7 +129,6 @@ def network_rates(model, prompt: list[int], pos: int, neg: int, beta: float) -> 
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    torch.set_num_threads(1)
     model = pretrained_model(config.pretrain, cache_dir_for(ctx.out_dir))
     rng = random.Random(config.seed)
     prompts = [yes_no_prompt(rng.choice(NOUNS), rng.choice(ADJS)) for _ in range(config.prompts)]
@@ -292,4 +291,5 @@ FIGURE = Figure(
     claims=claims,
     expected="Runs where the theory's condition (in the optimizer's geometry) holds lose pi(y+); the gaining "
     "token is aligned with W+ - W-.",
+    threads=1,  # small models: threads cost more than they give
 )

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
 from common.claims import Claim
-from common.configs import ConfigError, Scale
+from common.configs import AnyFloat, ConfigError, Count, Index, Positive, Range, Scale
 from common.experiment import Figure, RunContext
 from common.ops import dpo_loss
 from common.plotting import new_figure, save
@@ -32,18 +32,18 @@ YES, NO, NEVER = 0, 1, 2
 
 @dataclass(frozen=True)
 class Config:
-    gammas: tuple[float, ...]  # alignment of W_Yes with e2 = (W_No - W_Never) / (2b)
-    b: float = 0.5  # W_No, W_Never = e1 +- b e2: cos = (1 - b^2) / (1 + b^2)
-    c: float = 2.0  # W_Yes . e1: Yes is the most likely token at the start
-    eta: float = 0.6  # h = eta e1; a small ||h||^2 lets the unembedding geometry decide
-    dim: int = 8
-    n_fillers: int = 10  # unlikely tokens (W_z . e1 = -2 plus noise)
-    beta: float = 0.1
-    lr: float = 0.5
-    steps: int = 300
-    probe_lr: float = 1e-4  # one DPO step this small measures the instantaneous direction of ln pi(No)
-    control_gamma: float = 0.0
-    seed: int = 0
+    gammas: tuple[AnyFloat, ...]  # alignment of W_Yes with e2 = (W_No - W_Never) / (2b)
+    b: Positive = 0.5  # W_No, W_Never = e1 +- b e2: cos = (1 - b^2) / (1 + b^2)
+    c: AnyFloat = 2.0  # W_Yes . e1: Yes is the most likely token at the start
+    eta: AnyFloat = 0.6  # h = eta e1; a small ||h||^2 lets the unembedding geometry decide
+    dim: Annotated[int, Range(3)] = 8  # e1, e2 and e3 carry the planted geometry
+    n_fillers: Index = 10  # unlikely tokens (W_z . e1 = -2 plus noise)
+    beta: Positive = 0.1
+    lr: Positive = 0.5
+    steps: Count = 300
+    probe_lr: Positive = 1e-4  # one DPO step this small measures the instantaneous direction of ln pi(No)
+    control_gamma: AnyFloat = 0.0
+    seed: Index = 0
 
     def __post_init__(self) -> None:
         if len(self.gammas) < 2:
@@ -86,7 +86,6 @@ def geometry(config: Config, gamma: float, g: torch.Generator) -> tuple[torch.Te
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    torch.set_num_threads(1)
     g = torch.Generator().manual_seed(config.seed)
     pairs = [geometry(config, gm, g) for gm in config.gammas]
     W0 = torch.stack([p[0] for p in pairs])  # (G, V, D)
@@ -259,4 +258,5 @@ FIGURE = Figure(
     expected="ln pi(No) falls and pi(Yes) rises exactly for the geometries where the theory's condition "
     "holds; "
     "the control geometry trains No up.",
+    threads=1,  # small models: threads cost more than they give
 )

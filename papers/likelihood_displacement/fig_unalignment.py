@@ -23,13 +23,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
 from common.claims import Claim
-from common.configs import ConfigError, Scale
+from common.configs import ConfigError, Count, Index, Positive, Range, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import new_figure, save
 from papers.likelihood_displacement.api import ches, displacement, hidden_and_mask
@@ -51,15 +51,16 @@ from papers.likelihood_displacement.fig_single_token_gpt import CONFIGS as FIG1B
 @dataclass(frozen=True)
 class Config:
     pretrain: PretrainConfig
-    train_fraction: float = 0.85
-    eval_samples: int = 16  # samples per prompt for the refusal rate
-    epochs: int = 1  # the paper: one epoch
-    batch: int = 8
-    lr: float = 3e-4  # RMSProp (see README for 1e-4 and 2e-4)
-    beta: float = 0.1
-    keep_fraction: float = 0.05  # lowest-LN-CHES pairs kept by the filter (the paper: 5%, 19 of 370)
-    max_new: int = 16
-    seed: int = 0
+    train_fraction: Annotated[float, Range(0, 1, low_open=True)] = 0.85
+    eval_samples: Count = 16  # samples per prompt for the refusal rate
+    epochs: Count = 1  # the paper: one epoch
+    batch: Count = 8
+    lr: Positive = 3e-4  # RMSProp (see README for 1e-4 and 2e-4)
+    beta: Positive = 0.1
+    # lowest-LN-CHES pairs kept by the filter (the paper: 5%, 19 of 370)
+    keep_fraction: Annotated[float, Range(0, 1, low_open=True)] = 0.05
+    max_new: Count = 16
+    seed: Index = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.train_fraction <= 1 or not 0 < self.keep_fraction <= 1:
@@ -86,7 +87,6 @@ def judge_rates(model, prompts: list[list[int]], n: int, max_new: int, seed: int
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    torch.set_num_threads(1)
     model = pretrained_model(config.pretrain, cache_dir_for(ctx.out_dir))
     rng = random.Random(config.seed)
     prompts = [request_prompt(v, n) for v in UNSAFE_VERBS for n in NOUNS]
@@ -211,4 +211,5 @@ FIGURE = Figure(
     plot=plot,
     claims=claims,
     expected="The refusal rate drops after DPO on all pairs and much less with the lowest-LN-CHES pairs.",
+    threads=1,  # small models: threads cost more than they give
 )

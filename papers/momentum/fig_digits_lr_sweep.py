@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from common.claims import Claim
-from common.configs import Scale
+from common.configs import Count, Index, NonNegative, Positive, Range, Scale
 from common.data.real import load_digits_split
 from common.experiment import Figure, RunContext
 from common.models.mlp import MLP
@@ -35,16 +35,16 @@ DIVERGED_ACCURACY = 0.5  # a run whose test accuracy ends below this (chance is 
 
 @dataclass(frozen=True)
 class Config:
-    effective_lrs: tuple[float, ...]
-    small_batch: int = 16
-    small_batch_steps: int = 600
-    large_batch: int = 0  # 0 = full batch (gradient descent on the first FULL_BATCH_MULTIPLE*k rows)
-    large_batch_steps: int = 40
-    beta: float = 0.9
-    width: int = 128
-    seeds: int = 3
-    seed: int = 0
-    small_gap_tolerance: float = 0.015  # max |acc_SGD - acc_SGDM| in the small-lr regime (1.5 points)
+    effective_lrs: tuple[Positive, ...]
+    small_batch: Count = 16
+    small_batch_steps: Count = 600
+    large_batch: Index = 0  # 0 = full batch (gradient descent on the first FULL_BATCH_MULTIPLE*k rows)
+    large_batch_steps: Count = 40
+    beta: Annotated[float, Range(0, 1, high_open=True)] = 0.9
+    width: Count = 128
+    seeds: Count = 3
+    seed: Index = 0
+    small_gap_tolerance: NonNegative = 0.015  # max |acc_SGD - acc_SGDM| in the small-lr regime (1.5 points)
 
 
 CONFIGS = {
@@ -86,9 +86,6 @@ def train_one(
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    torch.set_num_threads(
-        1
-    )  # small models: threads cost more than they give, and results stay bitwise stable
     data = load_digits_split(seed=config.seed)
     regimes = {
         "small_batch": (config.small_batch, config.small_batch_steps),
@@ -204,4 +201,5 @@ FIGURE = Figure(
     claims=claims,
     expected="Small batch: the two curves coincide up to SGD's best lr. Full batch: SGD diverges at large "
     "effective lr where SGDM still trains.",
+    threads=1,  # small models: threads cost more than they give, and results stay bitwise stable
 )

@@ -14,31 +14,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from common.claims import Claim
-from common.configs import Scale
+from common.configs import AnyFloat, Count, Index, NonNegative, Positive, Range, Scale
 from common.experiment import Figure, RunContext
 
 PAPER_VALUE = "Theorem 4.5: SGD and SGDM converge to the same slow SDE on the t = k eta^2 clock"
+
+
+Beta = Annotated[float, Range(0, 1, high_open=True)]  # a momentum coefficient in [0, 1)
+Alpha = Annotated[float, Range(0, 1, high_open=True)]  # 1 - beta = Theta(eta^alpha), alpha in [0, 1)
 
 
 @dataclass(frozen=True)
 class SlowSDEConfig:
     """uv-model with label noise; etas from large to small."""
 
-    etas: tuple[float, ...] = (0.04, 0.02)
-    betas: tuple[float, ...] = (0.9,)  # SGDM with fixed beta
-    alphas: tuple[float, ...] = (0.5,)  # SGDM with 1 - beta = eta^alpha
-    horizon: float = 3.0  # T on the slow clock t = k eta^2
-    n_paths: int = 2_000
-    label_noise: float = 1.0  # s
-    u0: float = 3.0
-    v0: float = 1.0 / 3.0
-    n_records: int = 30  # points of the mean-sharpness trajectory after t = 0
-    seed: int = 0
+    etas: tuple[Positive, ...] = (0.04, 0.02)
+    betas: tuple[Beta, ...] = (0.9,)  # SGDM with fixed beta
+    alphas: tuple[Alpha, ...] = (0.5,)  # SGDM with 1 - beta = eta^alpha
+    horizon: Positive = 3.0  # T on the slow clock t = k eta^2
+    n_paths: Annotated[int, Range(2)] = 2_000  # >= 2: standard errors use ddof = 1
+    label_noise: NonNegative = 1.0  # s
+    u0: AnyFloat = 3.0
+    v0: AnyFloat = 1.0 / 3.0
+    n_records: Count = 30  # points of the mean-sharpness trajectory after t = 0
+    seed: Index = 0
 
 
 CONFIGS = {

@@ -16,34 +16,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from common.claims import Claim
-from common.configs import Scale
+from common.configs import AnyFloat, Index, NonNegative, Positive, Range, Scale
 from common.experiment import Figure, RunContext
 
 PAPER_VALUE = "Theorem 3.5: weak error O(eta^{(1-alpha)/2}) over T/eta steps, alpha in [0, 1)"
+
+
+Beta = Annotated[float, Range(0, 1, high_open=True)]  # a momentum coefficient in [0, 1)
+Alpha = Annotated[float, Range(0, 1, high_open=True)]  # 1 - beta = Theta(eta^alpha), alpha in [0, 1)
 
 
 @dataclass(frozen=True)
 class WeakErrorConfig:
     """Weak-error scan. Etas are powers of two so that T/eta is an integer number of steps."""
 
-    alphas: tuple[float, ...] = (0.0, 0.25, 0.5)
-    exact_etas: tuple[float, ...] = tuple(2.0**-j for j in range(4, 11))
-    mc_etas: tuple[float, ...] = tuple(2.0**-j for j in range(4, 9))
-    mc_paths: int = 20_000
-    horizon: float = 2.0  # T, in SDE time t = k eta
-    beta_ref: float = 0.9  # beta at eta_ref for every alpha
-    eta_ref: float = 0.0625
-    curvature: float = 1.0  # h of the quadratic
-    noise: float = 1.0  # s: gradient noise sigma * s * N(0, 1), sigma = eta^{-1/2}
-    x0_quadratic: float = 1.0
-    x0_logcosh: float = 2.0  # start in the non-linear part of log cosh
-    m0: float = 0.0  # initial EMA momentum; 0 is PyTorch's convention (its first step sets buf = g)
-    seed: int = 0
+    alphas: tuple[Alpha, ...] = (0.0, 0.25, 0.5)
+    exact_etas: tuple[Positive, ...] = tuple(2.0**-j for j in range(4, 11))
+    mc_etas: tuple[Positive, ...] = tuple(2.0**-j for j in range(4, 9))
+    mc_paths: Annotated[int, Range(2)] = 20_000  # >= 2: standard errors use ddof = 1
+    horizon: Positive = 2.0  # T, in SDE time t = k eta
+    beta_ref: Beta = 0.9  # beta at eta_ref for every alpha
+    eta_ref: Positive = 0.0625
+    curvature: AnyFloat = 1.0  # h of the quadratic
+    noise: NonNegative = 1.0  # s: gradient noise sigma * s * N(0, 1), sigma = eta^{-1/2}
+    x0_quadratic: AnyFloat = 1.0
+    x0_logcosh: AnyFloat = 2.0  # start in the non-linear part of log cosh
+    m0: AnyFloat = 0.0  # initial EMA momentum; 0 is PyTorch's convention (its first step sets buf = g)
+    seed: Index = 0
 
 
 CONFIGS = {

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from common.claims import Claim
-from common.configs import ConfigError, Scale
+from common.configs import ConfigError, Count, Index, NonNegative, Positive, Range, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import new_figure, save
 from papers.progressive_distillation.fig_parity_acceleration import CONFIGS as FIG1_CONFIGS
@@ -43,13 +43,15 @@ PHASES = ("before", "during", "after")
 
 @dataclass(frozen=True)
 class Config(ParitySetup):
-    candidate_steps: tuple[int, ...] = (2000, 4000, 5000, 6000, 7000, 8000, 11000)
-    first_steps: int = 2000  # T: student steps on the candidate before switching to the final teacher
-    student_steps: int = 24_000  # budget; a student that never reaches 95% counts at this budget
-    temperature: float = 0.0
-    before_acc: float = 0.55  # a candidate whose teacher accuracy is below this is "before" the transition
-    after_acc: float = 0.99  # ... at or above this, "after"; in between, "during"
-    max_ratio: float = 0.5  # claims: fastest "during" student / fastest "before" (and "after") student
+    # teacher steps of the candidate checkpoints: multiples of ckpt_every in [0, teacher_steps]
+    candidate_steps: tuple[Index, ...] = (2000, 4000, 5000, 6000, 7000, 8000, 11000)
+    first_steps: Count = 2000  # T: student steps on the candidate before switching to the final teacher
+    student_steps: Count = 24_000  # budget; a student that never reaches 95% counts at this budget
+    temperature: NonNegative = 0.0  # 0: the teacher's argmax
+    # a candidate whose teacher accuracy is below this is "before" the transition (0.5: chance)
+    before_acc: Annotated[float, Range(0.5, 1, high_open=True)] = 0.55
+    after_acc: Annotated[float, Range(0.5, 1, low_open=True)] = 0.99  # ... at or above this, "after"
+    max_ratio: Positive = 0.5  # claims: fastest "during" student / fastest "before" (and "after") student
 
     def __post_init__(self) -> None:
         self.validate()
@@ -106,9 +108,6 @@ def phase_of(acc: float, config: Config) -> str:
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    import torch
-
-    torch.set_num_threads(1)
     setup = setup_of(config)
     teachers = train_teachers(setup, cache_dir=ctx.out_dir.parent / "_teachers")
     cand_idx = [teachers.ckpt_steps.index(s) for s in config.candidate_steps]
@@ -228,4 +227,5 @@ FIGURE = Figure(
     claims=claims,
     expected="Students from candidates during the transition reach 95% in ~4-7k steps; candidates before "
     "or after take >= 2x longer or fail within the budget.",
+    threads=1,  # tiny per-step work: threads cost more than they give
 )

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from common.claims import Claim
-from common.configs import ConfigError, Scale
+from common.configs import ConfigError, Count, Positive, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import band, new_figure, save
 from papers.progressive_distillation.parity import (
@@ -44,8 +44,8 @@ METHODS = ("labels", "one-shot tau=1", "one-shot tau=0", "progressive tau=1", "p
 
 @dataclass(frozen=True)
 class Config(ParitySetup):
-    student_steps: int = 24_000  # budget; a student that never reaches 95% counts at this budget
-    max_ratio: float = (
+    student_steps: Count = 24_000  # budget; a student that never reaches 95% counts at this budget
+    max_ratio: Positive = (
         0.5  # claims: progressive needs at most this fraction of the steps of labels / one-shot
     )
 
@@ -95,9 +95,6 @@ def specs_for(teachers, seeds: int) -> list[StudentSpec]:
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    import torch
-
-    torch.set_num_threads(1)  # tiny per-step work: threads cost more than they give
     setup = setup_of(config)
     teachers = train_teachers(setup, cache_dir=ctx.out_dir.parent / "_teachers")
     students = ctx.part(
@@ -206,4 +203,5 @@ FIGURE = Figure(
     expected="Progressive (tau=0) reaches 95% with the teacher's transition; labels "
     "and one-shot take 2-3x longer "
     "or fail within the budget.",
+    threads=1,  # tiny per-step work: threads cost more than they give
 )

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from common.claims import Claim
-from common.configs import ConfigError, Scale
+from common.configs import ConfigError, Count, Positive, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import new_figure, save
 from papers.progressive_distillation.parity import steps_to_target
@@ -60,14 +60,16 @@ METHODS = ("labels", "one-shot", "progressive", "two-shot")
 
 @dataclass(frozen=True)
 class Config(PCFGSetup):
-    probe_sentences: int = 64
-    probe_positions: int = 4  # probed masked positions per sentence, spread evenly
-    short_radius: int = 1  # the 3-gram window of the official M_robust level 1
-    long_radius: int = 2  # "long" context: everything farther than this from the masked token
-    speed: int = 1  # progressive: checkpoint at teacher step >= speed * student step (official speed_factor)
-    first_steps: int = 300  # T of (2, T)-progressive: student steps on the mid-transition checkpoint
-    max_steps_ratio: float = 0.9  # claims: progressive steps / one-shot steps to one-shot's final accuracy
-    max_fall_ratio: float = 0.5  # claim: final / peak M_robust at short_radius (paper: orders of magnitude)
+    probe_sentences: Count = 64
+    probe_positions: Count = 4  # probed masked positions per sentence, spread evenly
+    short_radius: Count = 1  # the 3-gram window of the official M_robust level 1
+    long_radius: Count = 2  # "long" context: everything farther than this from the masked token
+    # progressive: checkpoint at teacher step >= speed * student step (official speed_factor)
+    speed: Count = 1
+    first_steps: Count = 300  # T of (2, T)-progressive: student steps on the mid-transition checkpoint
+    max_steps_ratio: Positive = 0.9  # claims: progressive steps / one-shot steps to one-shot's final accuracy
+    # claim: final / peak M_robust at short_radius (paper: orders of magnitude)
+    max_fall_ratio: Positive = 0.5
 
     def __post_init__(self) -> None:
         self.validate()
@@ -138,9 +140,6 @@ CONFIGS = {
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    import torch
-
-    torch.set_num_threads(1)
     setup = setup_of(config)
     teacher = train_teacher(setup, cache_dir=ctx.out_dir.parent / "_teachers")
     candidate = transition_checkpoint(teacher.accuracy)
@@ -359,4 +358,5 @@ FIGURE = Figure(
     claims=claims,
     expected="The progressive student reaches one-shot's final accuracy early; the teacher's short-window "
     "information rises before its long-context information.",
+    threads=1,  # small models: threads cost more than they give
 )

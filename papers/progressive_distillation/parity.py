@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from common.atomic import atomic_write_with
-from common.configs import ConfigError, config_to_dict
+from common.configs import ConfigError, Count, Index, Positive, config_to_dict
 from common.ops.ensemble_mlp import (
     EnsembleMLP,
     accuracy,
@@ -42,18 +42,18 @@ LABELS = "labels"
 class ParitySetup:
     """The sparse-parity task, the teacher and the student; shared by figures 1-3."""
 
-    n: int = 30  # input dimension
-    k: int = 6  # support size: y = prod of the first k coordinates
-    teacher_width: int = 2000
-    student_width: int = 50
-    batch: int = 32
-    lr: float = 0.1
-    teacher_steps: int = 12_000
-    ckpt_every: int = 250  # teacher checkpoints (and progressive refreshes) every this many steps
-    eval_size: int = 4000  # fresh held-out samples for accuracy
-    eval_every: int = 250
-    seeds: int = 3
-    seed: int = 0
+    n: Count = 30  # input dimension
+    k: Count = 6  # support size: y = prod of the first k coordinates (k <= n)
+    teacher_width: Count = 2000
+    student_width: Count = 50
+    batch: Count = 32
+    lr: Positive = 0.1
+    teacher_steps: Count = 12_000  # a multiple of ckpt_every
+    ckpt_every: Count = 250  # teacher checkpoints (and progressive refreshes) every this many steps
+    eval_size: Count = 4000  # fresh held-out samples for accuracy
+    eval_every: Count = 250
+    seeds: Count = 3
+    seed: Index = 0
 
     def validate(self) -> None:
         """Fail fast on sizes that cannot make a sparse-parity experiment."""

@@ -26,13 +26,13 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 
 from common.atomic import atomic_write_with
-from common.configs import ConfigError, config_to_dict
+from common.configs import ConfigError, Count, Index, OpenFraction, Positive, Range, config_to_dict
 from common.data.pcfg import PCFG
 from common.models.gpt import GPT, GPTConfig
 from common.train import StepInfo, TrainConfig, train
@@ -46,27 +46,27 @@ class PCFGSetup:
     """The grammar, the masking, the teacher and student shapes and their optimisation; shared fields of
     Figure 4's config (repeated flat there so `--set teacher_embd=32` works)."""
 
-    levels: int = 4  # non-terminal levels, root included (cfg3b: 6)
-    symbols_per_level: int = 4
-    rules_per_symbol: int = 2
-    terminals: int = 6
-    grammar_seed: int = 0
-    mask_rate: float = 0.3
-    teacher_layers: int = 2
-    teacher_heads: int = 4
-    teacher_embd: int = 64
-    student_layers: int = 2
-    student_heads: int = 4
-    student_embd: int = 32
-    batch: int = 32
-    lr: float = 5e-3
-    warmup_frac: float = 0.06
-    teacher_steps: int = 1000
-    student_steps: int = 1000
-    ckpt_every: int = 50
-    eval_sentences: int = 500
-    eval_every: int = 50
-    seed: int = 0
+    levels: Count = 4  # non-terminal levels, root included (cfg3b: 6)
+    symbols_per_level: Count = 4
+    rules_per_symbol: Count = 2
+    terminals: Count = 6
+    grammar_seed: Index = 0
+    mask_rate: OpenFraction = 0.3
+    teacher_layers: Count = 2
+    teacher_heads: Count = 4  # divides teacher_embd
+    teacher_embd: Count = 64
+    student_layers: Count = 2
+    student_heads: Count = 4  # divides student_embd
+    student_embd: Count = 32
+    batch: Count = 32
+    lr: Positive = 5e-3
+    warmup_frac: Annotated[float, Range(0, 1, high_open=True)] = 0.06
+    teacher_steps: Count = 1000  # a multiple of ckpt_every
+    student_steps: Count = 1000  # a multiple of eval_every
+    ckpt_every: Count = 50
+    eval_sentences: Count = 500
+    eval_every: Count = 50
+    seed: Index = 0
 
     def validate(self) -> None:
         """Fail fast on shapes or settings that cannot make the experiment."""

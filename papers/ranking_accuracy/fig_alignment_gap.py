@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-import torch
 
 from common.claims import Claim
-from common.configs import ConfigError, Scale
+from common.configs import ConfigError, Count, Fraction, Positive, Range, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import PALETTE, new_figure, save
 from papers.ranking_accuracy import config as cfgs
@@ -29,10 +28,10 @@ from papers.ranking_accuracy.metrics import idealized_ranking_accuracy, ranking_
 
 @dataclass(frozen=True)
 class Config(pipeline.Setup):
-    lrs: tuple[float, ...] = (1e-5, 1e-4, 1e-3)
-    steps: int = 250
-    min_gap: float = 0.15  # idealized - observed held-out accuracy, at the best learning rate
-    max_small_lr_flip_rate: float = 0.10  # the paper's "< 10% of mis-ranked pairs flip"
+    lrs: tuple[Positive, ...] = (1e-5, 1e-4, 1e-3)
+    steps: Count = 250
+    min_gap: Annotated[float, Range(-1, 1)] = 0.15  # idealized - observed held-out accuracy, at the best lr
+    max_small_lr_flip_rate: Fraction = 0.10  # the paper's "< 10% of mis-ranked pairs flip"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,7 +83,6 @@ def run_summary(config: Config, lr: float) -> dict[str, Any]:
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    torch.set_num_threads(1)  # tiny models: threads cost more than they give
     data: dict[str, Any] = {"reference": ctx.part("reference", lambda: reference_summary(config))}
     data["runs"] = [
         ctx.part(f"dpo-lr{lr:g}-steps{config.steps}", lambda lr=lr: run_summary(config, lr))
@@ -213,4 +211,5 @@ FIGURE = Figure(
     claims=claims,
     expected="Held-out ranking accuracy stays far below the idealized line at every lr; few mis-ranked "
     "pairs flip at small lr, and in every run flips concentrate at small c.",
+    threads=1,  # tiny models: threads cost more than they give
 )

@@ -27,12 +27,12 @@ import copy
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
-from common.configs import ConfigError
+from common.configs import ConfigError, Count, Index, NonNegative, OneOf, Positive, Range
 from common.models.gpt import GPT, GPTConfig
 from common.train import TrainConfig, train
 from papers.ranking_accuracy.metrics import dpo_pair_loss, idealized_correct, ranking_accuracy
@@ -45,29 +45,31 @@ OPTIMIZERS = ("rmsprop", "adamw", "sgd")
 class Setup:
     """Task, reference model and DPO settings shared by the figures (each figure's Config extends it)."""
 
-    seed: int = 0
-    n_topics: int = 16
-    n_tokens: int = 24  # content vocabulary; the model's vocabulary adds <eos> and one token per topic
-    min_len: int = 2
-    max_len: int = 8
-    dirichlet: float = 0.3  # concentration of the chains' rows: small = peaky = many rare tokens
-    reward_noise: float = 0.5  # std of the per-(topic, token) noise added to the rarity reward
-    corpus_size: int = 20_000
-    ref_steps: int = 400
-    ref_lr: float = 3e-3
-    ref_batch: int = 128
-    n_layer: int = 2
-    n_embd: int = 64
-    n_head: int = 4
-    n_train_pairs: int = 2000
-    n_eval_pairs: int = 1000
-    n_raters: int = 5
-    alpha_smoothing: float = 0.0
-    beta: float = 0.1
-    dpo_optimizer: str = "rmsprop"
-    dpo_batch: int = 64
-    eval_points: int = 10  # evaluations at log-spaced steps (dense near the reference), plus step 0
-    n_win_prompts: int = 512
+    seed: Index = 0
+    n_topics: Count = 16
+    # content vocabulary; the model's vocabulary adds <eos> and one token per topic (>= 2: pairs need
+    # distinct responses)
+    n_tokens: Annotated[int, Range(2)] = 24
+    min_len: Count = 2  # <= max_len
+    max_len: Count = 8
+    dirichlet: Positive = 0.3  # concentration of the chains' rows: small = peaky = many rare tokens
+    reward_noise: NonNegative = 0.5  # std of the per-(topic, token) noise added to the rarity reward
+    corpus_size: Count = 20_000
+    ref_steps: Count = 400
+    ref_lr: Positive = 3e-3
+    ref_batch: Count = 128  # <= corpus_size
+    n_layer: Count = 2
+    n_embd: Count = 64  # divisible by n_head
+    n_head: Count = 4
+    n_train_pairs: Count = 2000
+    n_eval_pairs: Count = 1000
+    n_raters: Count = 5  # odd: every pair has a majority
+    alpha_smoothing: NonNegative = 0.0
+    beta: Positive = 0.1
+    dpo_optimizer: Annotated[str, OneOf(*OPTIMIZERS)] = "rmsprop"
+    dpo_batch: Count = 64  # <= n_train_pairs
+    eval_points: Count = 10  # evaluations at log-spaced steps (dense near the reference), plus step 0
+    n_win_prompts: Count = 512
 
     def __post_init__(self) -> None:
         positive = (
