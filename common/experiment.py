@@ -496,6 +496,12 @@ def shared_artifact(
     return value
 
 
+def memoised(name: str, spec: Any, build: Callable[[], T]) -> T:
+    """`build()` for `spec`, computed once per process (a cheap artifact every stage reads, or one that
+    torch.load cannot hold); the same keying as `shared_artifact`, nothing on disk."""
+    return shared_artifact(Path("<memory>"), name, spec, build, persist=False)
+
+
 def _entry_state(entry: Path) -> str:
     """'ok', 'absent', or why the entry does not verify."""
     artifact, manifest = entry / ARTIFACT, entry / MANIFEST

@@ -5,6 +5,7 @@ claims that hold robustly there)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -13,18 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from common.configs import ConfigError, Scale
-from common.experiment import load_done, run_figure
 from common.ops import random_signs
 from common.ops.gradient_features import GradientFeatures
 from papers.less import PAPER, influence_scores, select
 from papers.less import data as D
 from papers.less import pipeline as pl
 from proofs_checks import less as theory
-
-
-def _failed(claims) -> list[str]:
-    return [c.line() + f"  [{c.details}]" for c in claims if not c.passed]
-
+from tests.conftest import failed_lines
 
 # --------------------------------------------------------------------------------------------------------
 # influence_scores and select
@@ -196,7 +192,7 @@ def test_smaller_proj_dim_is_a_prefix_of_the_datastore():
 @pytest.mark.parametrize("check", theory.CHECKS, ids=lambda c: c.name)
 def test_theory_check_passes(check):
     claims = check.verify()
-    assert claims and not _failed(claims), "\n".join(_failed(claims))
+    assert claims and not failed_lines(claims), "\n".join(failed_lines(claims))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -279,44 +275,32 @@ def test_configs_reject_bad_values_with_clear_messages():
         PAPER.figure("fig_ablation").config_for(Scale.QUICK, overrides=["proj_dims=64,100000"])
     with pytest.raises(ConfigError, match="n_val"):
         fig.config_for(Scale.QUICK, overrides=["n_val=45"])
-    with pytest.raises(ConfigError, match="seeds must be >= 1"):
+    with pytest.raises(ConfigError, match="'seeds' = 0 is out of range: expected an integer >= 1"):
         PAPER.figure("fig_composition").config_for(Scale.QUICK, overrides=["seeds=0"])
     # every figure of a scale shares one Setup (one base, warmup and datastore)
     for scale in Scale:
         assert len({pl.setup_of(f.config_for(scale)) for f in PAPER.figures()}) == 1
-
-
 # --------------------------------------------------------------------------------------------------------
-# The figures at quick scale (one base, one warmup, ~20 LoRA fine-tuning runs: ~1 min on 2 cores)
+# The pipeline's shared artifacts (the figures at quick scale run in tests/test_quick_claims.py)
 # --------------------------------------------------------------------------------------------------------
-ROBUST_AT_QUICK = {
-    "less.target.beats_random",
-    "less.composition.target_family_overrepresented",
-    "less.composition.adversarial_underrepresented",
-    "less.transfer.beats_random",
-}
+TINY = dict(pool_size=60, pretrain_steps=4, pretrain_batch=8, warmup_epochs=2, warmup_fraction=0.1,
+            n_layer=1, n_embd=16, n_head=2, lora_r=2, proj_dim=16, feature_batch=32)  # fmt: skip
 
 
 @pytest.mark.filterwarnings("ignore:There is a performance drop")
-def test_figures_quick(tmp_path):
-    claims = {}
-    for fig in PAPER.figures():
-        result = run_figure(PAPER, fig, Scale.QUICK, results=tmp_path, show_progress=False)
-        done = load_done(result.out_dir)
-        assert done is not None and all((result.out_dir / f).exists() for f in done["files"])
-        claims.update({c.id: c for c in result.claims})
-    missing = ROBUST_AT_QUICK - set(claims)
-    assert not missing, missing
-    failed = _failed([claims[k] for k in sorted(ROBUST_AT_QUICK)])
-    assert not failed, "\n".join(failed)
-    # the others (full pool, representation baseline, Adam vs SGD, proj_dim) depend on the seed and on the
-    # max over subtasks at quick scale (README, "What we measured"): only check they were measured
-    for key in set(claims) - ROBUST_AT_QUICK:
-        assert math.isfinite(claims[key].measured), key
-    # the datastore is on disk, one file per checkpoint, and a rerun is skipped
-    stored = list((tmp_path / "less" / "_cache").glob("features-*/pool-adam-ckpt*.pt"))
-    assert len(stored) >= 4
-    again = run_figure(
-        PAPER, PAPER.figure("fig_composition"), Scale.QUICK, results=tmp_path, show_progress=False
-    )
-    assert again.skipped
+def test_datastore_is_one_shared_artifact_per_checkpoint_and_reused(tmp_path):
+    setup = pl.Setup(**TINY)
+    size = pl.size_of(setup)
+    first = pl.datastore(setup, size, tmp_path, "pool", "adam")  # (C, N, k)
+    assert first.shape == (2, 60, 16)
+    blocks = sorted(tmp_path.glob("features-pool-adam-ckpt*/artifact.pt"))
+    assert len(blocks) == 2 and len(list(tmp_path.glob("base-*/manifest.json"))) == 1
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("artifact.pt")}
+    again = pl.datastore(setup, size, tmp_path, "pool", "adam")
+    assert torch.equal(first, again) and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    # a selection-only field does not rebuild anything; the projection seed rebuilds the features only
+    pl.datastore(dataclasses.replace(setup, ft_steps=7, fraction=0.1), size, tmp_path, "pool", "adam")
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    pl.datastore(dataclasses.replace(setup, proj_seed=1), size, tmp_path, "pool", "adam")
+    assert len(list(tmp_path.glob("features-pool-adam-ckpt*"))) == 4
+    assert len(list(tmp_path.glob("base-*"))) == 1 and len(list(tmp_path.glob("warmup-*"))) == 1

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from common.atomic import read_json
-from common.configs import Scale
-from common.experiment import load_done, run_figure
-from papers.momentum import PAPER, fig_svag
+from papers.momentum import fig_svag
 
 
 @pytest.mark.parametrize("l", [1, 1.5, 2, 3, 8, 16, 1000])
@@ -59,17 +55,3 @@ def test_svag_gradient_is_unbiased_with_covariance_scaled_by_l(l):
     # relative Frobenius error of a sample covariance from 40k draws is ~1-2 % here; 6 % leaves room
     rel = float(torch.linalg.matrix_norm(cov - cov_ref) / torch.linalg.matrix_norm(cov_ref))
     assert rel < 0.06, (rel, cov, cov_ref)
-
-
-def test_figure_quick(tmp_path):
-    result = run_figure(PAPER, fig_svag.FIGURE, Scale.QUICK, results=tmp_path, show_progress=False)
-    claims = {c.id: c for c in result.claims}
-    assert set(claims) == {"momentum.svag.gap_at_l1", "momentum.svag.gap_closes"}
-    # At quick scale (2 seeds) the l = 1 gap is ~1 point, right at claim 1's threshold, so only its sign is
-    # asserted here; claim 2 (the gap closes) holds with a wide margin.
-    done = load_done(result.out_dir)
-    assert done is not None and all((result.out_dir / f).exists() for f in done["files"])
-    assert claims["momentum.svag.gap_at_l1"].measured > 0
-    assert claims["momentum.svag.gap_closes"].passed, claims["momentum.svag.gap_closes"].line()
-    data = read_json(result.out_dir / "data.json")
-    assert np.all(np.isfinite(data["sgd/mean"])) and np.all(np.isfinite(data["sgdm/mean"]))

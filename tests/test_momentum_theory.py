@@ -1,38 +1,22 @@
 """Momentum paper (Wang et al., ICLR 2024): the sympy/numeric theory checks and the two theory figures at
-quick scale (Theorem 3.5 weak error, Theorem 4.5 slow SDE), plus exactness properties of the estimators."""
+quick scale (Theorem 3.5 weak error, Theorem 4.5 slow SDE: their claims run in tests/test_quick_claims.py),
+plus exactness properties of the estimators."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from common.configs import Scale
-from common.experiment import load_done, run_figure
-from papers.momentum import PAPER, fig_slow_sde, fig_weak_error
+from papers.momentum import fig_slow_sde, fig_weak_error
 from proofs_checks import momentum_sde
-
-
-def _failed(claims) -> list[str]:
-    return [c.line() + f"  [{c.details}]" for c in claims if not c.passed]
+from tests.conftest import failed_lines
 
 
 @pytest.mark.parametrize("check", momentum_sde.CHECKS, ids=lambda c: c.name)
 def test_theory_check_passes(check):
     claims = check.verify()
     assert claims, f"{check.name} returned no claims"
-    assert not _failed(claims), "\n".join(_failed(claims))
-
-
-@pytest.mark.parametrize("module", [fig_weak_error, fig_slow_sde], ids=lambda m: m.FIGURE.name)
-def test_figure_quick_claims_pass(module, tmp_path):
-    result = run_figure(PAPER, module.FIGURE, Scale.QUICK, results=tmp_path, show_progress=False)
-    assert result.claims
-    assert not _failed(result.claims), "\n".join(_failed(result.claims))
-    done = load_done(result.out_dir)
-    assert done is not None and all((result.out_dir / f).exists() for f in done["files"])
-    # a rerun with the same config is skipped and returns the same claims
-    again = run_figure(PAPER, module.FIGURE, Scale.QUICK, results=tmp_path, show_progress=False)
-    assert again.skipped and [c.measured for c in again.claims] == [c.measured for c in result.claims]
+    assert not failed_lines(claims), "\n".join(failed_lines(claims))
 
 
 def test_weak_error_is_zero_without_momentum():

@@ -7,8 +7,8 @@ default (~3.5 min on 2 shared cores): pool 3000, proj_dim 8192 (LESS's), base pr
 paper   (GPU-sized, not run here): pool 20k, proj_dim 8192, a 4-layer width-128 base; under torchrun
         (`torchrun --nproc_per_node N -m common.cli reproduce less --scale paper`) every training batch must
         be divisible by N (the warmup batch of 1 at quick is not).
-The figures share one base model, one warmup and one gradient datastore per scale (in-process and on disk
-under results/less/_cache/), and reuse each other's fine-tuning runs.
+The figures share one base model, one warmup and one gradient datastore per setup (shared artifacts under
+results/less/_shared/, memoised in the process), and reuse each other's fine-tuning runs in the process.
 """
 
 from __future__ import annotations

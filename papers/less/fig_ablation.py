@@ -1,4 +1,4 @@
-"""Figure 4 of the issue (the paper's ablations; Adam-aware influence, Sec. 3.1): projection dimension and
+"""Our figure 4 (the paper's ablations; Adam-aware influence, Sec. 3.1): projection dimension and
 Adam vs SGD gradients.
 
 For each projection dimension d (the first d coordinates of the datastore: the keyed sign matrix makes them a
@@ -55,7 +55,7 @@ def _runs(setup: pl.Setup, index: np.ndarray, seeds: int, ctx: RunContext, key: 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     setup = pl.setup_of(config)
-    cache = pl.cache_dir_for(ctx.out_dir)
+    cache = ctx.shared_dir
     size = pl.size_of(setup)
     reference = pl.less_selection(setup, size, cache)
 

@@ -1,4 +1,4 @@
-"""Figure 2 of the issue (the paper's qualitative analysis): which task families LESS selects.
+"""Our figure 2 (the paper's qualitative analysis): which task families LESS selects.
 
 The fraction of each family in the LESS 5% selection against the pool (= random 5% in expectation) and
 against the random selections of fig_target, for max and mean aggregation over subtasks. The target
@@ -9,6 +9,7 @@ Cost: the datastore of fig_target (shared), no fine-tuning: ~1 s once fig_target
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ def compute(config: Config, cache: Path) -> dict[str, Any]:
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    return ctx.part("composition", lambda: compute(config, pl.cache_dir_for(ctx.out_dir)))
+    return ctx.part("composition", lambda: compute(config, ctx.shared_dir))
 
 
 def claims(data: dict[str, Any], config: Config) -> list[Claim]:
@@ -86,6 +87,13 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
         + " / ".join(f"{data['carry_share'][k]:.2f}" for k in ("pool", "less", "less_mean"))
     )
     enrichment = less["add"] / pool["add"] if pool["add"] > 0 else float("nan")
+    n, N = data["n_selected"], config.pool_size
+    # One example moves a share by 1/n (0.01 at quick), so "not over-represented" is measured against what a
+    # random selection of the same size gives: the excess of the 'bad' share in standard deviations of a
+    # random n-of-N draw's share (hypergeometric). Above 2 means LESS prefers the format-matching bad data.
+    p = pool["bad"]
+    sd = math.sqrt(p * (1 - p) / n * (N - n) / max(N - 1, 1)) if 0 < p < 1 else float("nan")
+    excess_z = (less["bad"] - p) / sd
     return [
         Claim.check(
             "less.composition.target_family_overrepresented",
@@ -98,12 +106,14 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
         ),
         Claim.check(
             "less.composition.adversarial_underrepresented",
-            "share of the buggy-addition family (target format, carry dropped) in LESS 5% minus in the pool",
-            less["bad"] - pool["bad"],
+            "excess share of the buggy-addition family (target format, carry dropped) in LESS 5% over the"
+            " pool, in standard deviations of a random selection of the same size",
+            excess_z,
             "<=",
-            0.0,
+            2.0,
             paper_value="LESS goes beyond surface form cues (abstract, qualitative analysis)",
-            details=details,
+            details=details + f"; bad share {less['bad']:.3f} vs pool {p:.3f}, sd of a random {n} of {N}: "
+            f"{sd:.4f}",
         ),
     ]
 
@@ -134,4 +144,8 @@ FIGURE = Figure(
     claims=claims,
     expected="LESS selects almost only correct additions; random mirrors the pool (8% add, 8% bad).",
     threads=1,  # small models: threads cost more than they give
+    asserted_at_quick=(
+        "less.composition.target_family_overrepresented",
+        "less.composition.adversarial_underrepresented",
+    ),
 )

@@ -23,6 +23,7 @@ from common.configs import ConfigError, Count, Range, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import new_figure, save
 from papers.less import config as cfgs
+from papers.less import data as D
 from papers.less import pipeline as pl
 from papers.less.plots import seed_bars
 
@@ -51,41 +52,47 @@ LABELS = {
 }
 
 
-def selections(setup: pl.Setup, cache_dir: Path) -> dict[str, Any]:
+def selections(setup: pl.Setup, shared_dir: Path) -> dict[str, Any]:
     """Indices of each selection (random: one per seed, drawn inside the runs)."""
     size = pl.size_of(setup)
     return {
-        "less": pl.less_selection(setup, size, cache_dir),
-        "less_mean": pl.less_selection(setup, size, cache_dir, aggregation="mean"),
-        "representation": pl.select(pl.representation_scores(setup, size, cache_dir), setup.fraction).numpy(),
+        "less": pl.less_selection(setup, size, shared_dir),
+        "less_mean": pl.less_selection(setup, size, shared_dir, aggregation="mean"),
+        "representation": pl.select(
+            pl.representation_scores(setup, size, shared_dir), setup.fraction
+        ).numpy(),
         "full": np.arange(setup.pool_size),
     }
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     setup = pl.setup_of(config)
-    cache = pl.cache_dir_for(ctx.out_dir)
+    cache = ctx.shared_dir
     chosen = selections(setup, cache)
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
-    for seed in range(config.seeds):
+    for seed in range(config.seeds):  # every method runs at the same seeds (LoRA init and batch order)
         runs["random"].append(
             pl.finetune_part(ctx, setup, "random", pl.random_selection(setup, seed), seed, cache)
         )
-        for m in ("less", "less_mean"):
+        for m in ("less", "less_mean", "representation"):
             runs[m].append(pl.finetune_part(ctx, setup, m, chosen[m], seed, cache))
-    runs["representation"].append(
-        pl.finetune_part(ctx, setup, "representation", chosen["representation"], 0, cache)
-    )
-    runs["full"].append(
-        pl.finetune_part(ctx, setup, "full", chosen["full"], 0, cache, steps=setup.full_steps)
-    )
+        runs["full"].append(
+            pl.finetune_part(ctx, setup, "full", chosen["full"], seed, cache, steps=setup.full_steps)
+        )
     return {
         "summary": {m: pl.summary(r) for m, r in runs.items()},
         "runs": runs,
         "checkpoint_weights": pl.checkpoint_weights(setup, pl.size_of(setup), cache),
         "n_selected": len(chosen["less"]),
         "pool_size": setup.pool_size,
+        "held_out_overlap": held_out_overlap(setup),
     }
+
+
+def held_out_overlap(setup: pl.Setup) -> dict[str, int]:
+    """Pool examples whose prompt is a validation shot's or a test problem's (0 by construction)."""
+    data = pl.make_data(setup)
+    return {"val": D.overlap(data.pool, data.val), "test": D.overlap(data.pool, data.test)}
 
 
 def claims(data: dict[str, Any], config: Config) -> list[Claim]:
@@ -100,7 +107,17 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
         f"target exact match: LESS {fmt(less)}; random {fmt(rand)}; full {fmt(full)}; representation "
         f"{fmt(rep)}; LESS with mean aggregation {fmt(mean)}"
     )
+    overlap = data["held_out_overlap"]
     return [
+        Claim.check(
+            "less.target.sanity_held_out",
+            "sanity check (our construction): pool examples whose prompt is a validation or test problem",
+            overlap["val"] + overlap["test"],
+            "<=",
+            0,
+            paper_value="LESS's targets (MMLU, TydiQA, BBH) are disjoint from its training pool",
+            details=f"validation {overlap['val']}, test {overlap['test']}; pool of {data['pool_size']}",
+        ),
         Claim.check(
             "less.target.beats_random",
             "LESS 5% minus random 5%: target accuracy (mean over seeds)",
@@ -161,4 +178,5 @@ FIGURE = Figure(
     claims=claims,
     expected="LESS 5% well above random 5% and at or above the full pool, which holds the buggy additions.",
     threads=1,  # small models: threads cost more than they give
+    asserted_at_quick=("less.target.sanity_held_out", "less.target.beats_random"),
 )

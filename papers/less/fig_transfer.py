@@ -1,4 +1,4 @@
-"""Figure 3 of the issue (LESS-T, Table 2): data selected with a smaller model trains a larger one.
+"""Our figure 3 (LESS-T, Table 2): data selected with a smaller model trains a larger one.
 
 The selector is a smaller GPT (its own base pretraining, warmup and datastore); its LESS 5% fine-tunes the
 main base model, compared with random 5% (shared with fig_target) and with the main model's own LESS 5%.
@@ -42,7 +42,7 @@ CONFIGS = {scale: Config(**cfgs.SETUP[scale], seeds=cfgs.SEEDS[scale]) for scale
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     setup = pl.setup_of(config)
-    cache = pl.cache_dir_for(ctx.out_dir)
+    cache = ctx.shared_dir
     small = pl.ModelSize(config.small_n_layer, config.small_n_embd, config.small_n_head)
     main = pl.size_of(setup)
     chosen_small = pl.less_selection(setup, small, cache)
@@ -109,4 +109,5 @@ FIGURE = Figure(
     claims=claims,
     expected="LESS-T well above random 5%, close to LESS with the larger model's own gradients.",
     threads=1,  # small models: threads cost more than they give
+    asserted_at_quick=("less.transfer.beats_random",),
 )

@@ -10,7 +10,7 @@ over the warmup checkpoints theta_i, with w_i the average learning rate of epoch
 Adam-preconditioned gradient and the validation side uses plain gradients; both are projected features here.
 We implement the official code's aggregation: the *mean of per-example cosines* over a subtask's validation
 examples (not the cosine with the subtask's mean gradient), then the max over subtasks; `aggregation="mean"`
-averages over subtasks instead (the comparison the issue asks for).
+averages over subtasks instead (both are reported).
 """
 
 from __future__ import annotations

@@ -2,14 +2,14 @@
 
 1. Base: a small `common.models.gpt.GPT` pretrained (all weights, next-token loss on the responses) on the
    pool's *other* families (sub, rev, cpy, srt, max, cnt) and on one-digit sums written the usual way
-   ("sum 7 8=" -> "15"); it has never seen the target's format. Cached under results/less/_cache/ per config.
+   ("sum 7 8=" -> "15"); it has never seen the target's format.
 2. Warmup (LESS step 1): LoRA on a random `warmup_fraction` of the pool for `warmup_epochs` epochs (AdamW,
    linear decay, no weight decay), keeping after every epoch the LoRA weights, AdamW's exp_avg/exp_avg_sq by
    parameter name, the step count and the epoch's average learning rate (the checkpoint weight).
 3. Datastore: for every checkpoint, the projected LoRA gradient of every pool example
    (`common.ops.GradientFeatures`, one forward/backward per batch, rank-sharded under torchrun), mapped
    through Adam's update direction for the training pool and plain for the validation shots (LESS). Stored
-   per checkpoint under the cache directory, so a killed run resumes.
+   per checkpoint as a shared artifact, so a killed run resumes.
 4. Selection: `influence_scores` (max over subtasks of the lr-weighted mean cosine), top `fraction`.
 5. Fine-tuning: LoRA from the base on a selection for `ft_steps` steps, evaluated by exact-match accuracy
    (greedy decoding) and response loss on every held-out problem of each subtask.
@@ -19,15 +19,16 @@ Adam variants (`adam_variant`): "paper" is Sec. 3's Gamma = m_hat / (sqrt(v_hat)
 m' / sqrt(v' + eps), no bias correction, eps inside the square root. Both reduce exactly to the kernel's
 m' / (sqrt(v') + eps') up to a positive factor (cosines ignore it): paper: eps' = eps * sqrt(1 - beta2^t);
 official: v -> v + eps / beta2, eps' = 0 (then beta2 v + (1 - beta2) g^2 gains exactly eps).
+
+The base, the warmup checkpoints and the datastore blocks are shared artifacts of the paper's figures
+(`common.experiment.shared_artifact` under results/less/_shared/, keyed by the spec dataclasses below, which
+hold what each depends on and nothing else); the data and the fine-tuning runs are memoised in the process.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,10 +38,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from common.atomic import atomic_write_with
 from common.configs import ConfigError, Count, Index, NonNegative, OneOf, Positive, Range
-from common.distributed import barrier, is_distributed, rank
-from common.experiment import RunContext
+from common.distributed import is_distributed, rank
+from common.experiment import RunContext, memoised, shared_artifact
 from common.models.gpt import GPT, GPTConfig
 from common.models.lora import apply_lora
 from common.ops.gradient_features import GradientFeatures
@@ -132,28 +132,33 @@ def setup_of(config: Any) -> Setup:
 
 
 SELECTION_ONLY = ("aggregation", "fraction", "ft_steps", "ft_batch", "ft_lr", "full_steps", "feature_batch")
+WARMUP_FREE = ("proj_dim", "proj_seed", "adam_variant")  # the warmup does not depend on these
 
 
-def _datastore_spec(setup: Setup) -> dict[str, Any]:
-    """The fields that determine the warmup checkpoints and the features (not how they are used)."""
-    return {k: v for k, v in dataclasses.asdict(setup).items() if k not in SELECTION_ONLY}
+@dataclass(frozen=True)
+class DataSpec:
+    """What the pool and the target split depend on."""
+
+    seed: int
+    pool_size: int
+    add_weight: float
+    bad_weight: float
+    n_val: int
 
 
-def _key(obj: Any) -> str:
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+@dataclass(frozen=True)
+class StageSpec:
+    """What a pipeline stage (base, warmup, a datastore block) depends on: the setup's fields minus the ones
+    it does not read (`free`), the model size, and the stage's own key (e.g. "pool-adam-ckpt0")."""
+
+    setup: tuple[tuple[str, Any], ...]
+    size: tuple[int, int, int]
+    stage: str = ""
 
 
-_MEMO: dict[str, Any] = {}
-
-
-def _memo(key: str, compute: Callable[[], Any]) -> Any:
-    """Per-process cache, so the figures of one `companion reproduce less` share the expensive steps."""
-    if key not in _MEMO:
-        if len(_MEMO) > 256:
-            _MEMO.pop(next(iter(_MEMO)))
-        _MEMO[key] = compute()
-    return _MEMO[key]
+def stage_spec(setup: Setup, size: ModelSize, free: tuple[str, ...], stage: str = "") -> StageSpec:
+    fields = tuple((k, v) for k, v in dataclasses.asdict(setup).items() if k not in free)
+    return StageSpec(fields, (size.n_layer, size.n_embd, size.n_head), stage)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -181,23 +186,25 @@ def pretrain_weights(setup: Setup) -> dict[str, float]:
 
 
 def make_data(setup: Setup) -> Data:
+    """The pool and the target's validation and test splits (memoised in the process: cheap, but every
+    stage reads them)."""
+
     def build() -> Data:
         pool = D.make_pool(
             setup.pool_size, pool_weights(setup), setup.seed, D.pool_problems(setup.n_val, setup.seed)
         )
         return Data(pool, *D.make_target(setup.n_val, setup.seed))
 
-    return _memo("data-" + _key([setup.seed, setup.pool_size, pool_weights(setup), setup.n_val]), build)
+    spec = DataSpec(setup.seed, setup.pool_size, setup.add_weight, setup.bad_weight, setup.n_val)
+    return memoised("less-data", spec, build)
 
 
 def pretrain_data(setup: Setup) -> D.Examples:
     """The base's pretraining corpus (pretrain_steps * pretrain_batch examples); built only when the base
-    is not on disk (256k examples at paper scale)."""
+    is not cached (256k examples at paper scale)."""
     n = setup.pretrain_steps * setup.pretrain_batch
-    weights = pretrain_weights(setup)
-    return _memo(
-        "pretrain-" + _key([n, weights, setup.seed]),
-        lambda: D.make_pool(n, weights, setup.seed + 1000, D.pool_problems(setup.n_val, setup.seed)),
+    return D.make_pool(
+        n, pretrain_weights(setup), setup.seed + 1000, D.pool_problems(setup.n_val, setup.seed)
     )
 
 
@@ -237,21 +244,28 @@ def new_gpt(size: ModelSize) -> GPT:
     return GPT(cfg)
 
 
-def base_state(setup: Setup, size: ModelSize, cache_dir: Path) -> dict[str, torch.Tensor]:
-    """The pretrained base's state dict, from cache_dir/base-<hash>.pt or trained (all weights) and cached."""
-    spec = [
-        dataclasses.asdict(size),
-        pretrain_weights(setup),
-        setup.seed,
-        setup.pretrain_steps,
-        setup.pretrain_batch,
-        setup.pretrain_lr,
-    ]
-    path = Path(cache_dir) / f"base-{_key(spec)}.pt"
+@dataclass(frozen=True)
+class BaseSpec:
+    """What the pretrained base depends on (its corpus: the families' weights, the seed and the problem split
+    that an `add` share in pretraining draws from)."""
+
+    size: tuple[int, int, int]
+    weights: tuple[tuple[str, float], ...]
+    seed: int
+    n_val: int
+    steps: int
+    batch: int
+    lr: float
+
+
+def base_state(setup: Setup, size: ModelSize, shared_dir: Path) -> dict[str, torch.Tensor]:
+    """The pretrained base's state dict (all weights trained), a shared artifact of the paper's figures."""
+    spec = BaseSpec(
+        (size.n_layer, size.n_embd, size.n_head), tuple(sorted(pretrain_weights(setup).items())), setup.seed,
+        setup.n_val, setup.pretrain_steps, setup.pretrain_batch, setup.pretrain_lr,
+    )  # fmt: skip
 
     def build() -> dict[str, torch.Tensor]:
-        if path.exists():
-            return torch.load(path, weights_only=True)
         torch.manual_seed(setup.seed)
         model = new_gpt(size)
         corpus = pretrain_data(setup)
@@ -267,12 +281,9 @@ def base_state(setup: Setup, size: ModelSize, cache_dir: Path) -> dict[str, torc
             log_every=max(1, setup.pretrain_steps // 10),
         )  # fmt: skip
         train(model, batch_loss, get_batch, cfg, progress=False)
-        if rank() == 0:
-            atomic_write_with(path, lambda h: torch.save(model.state_dict(), h))
-        barrier()
         return model.state_dict()
 
-    return _memo(f"base-{path}", build)  # keyed by the full path: a new cache directory trains anew
+    return shared_artifact(shared_dir, "base", spec, build)
 
 
 def lora_model(size: ModelSize, state: dict[str, torch.Tensor], setup: Setup, seed: int) -> GPT:
@@ -352,18 +363,18 @@ class Checkpoint:
     avg_lr: float  # average learning rate of the epoch that ends here (the checkpoint weight)
 
 
-def warmup(setup: Setup, size: ModelSize, cache_dir: Path) -> list[Checkpoint]:
+def warmup(setup: Setup, size: ModelSize, shared_dir: Path) -> list[Checkpoint]:
     """LoRA on a random `warmup_fraction` of the pool; one Checkpoint per epoch."""
 
-    def build() -> list[Checkpoint]:
+    def build() -> list[dict[str, Any]]:
         data = make_data(setup)
         n = math.floor(setup.pool_size * setup.warmup_fraction + 1e-9)
         index = np.random.default_rng(setup.data_seed).permutation(setup.pool_size)[:n]
         subset = data.pool.subset(index)
         per_epoch = math.ceil(n / setup.warmup_batch)
-        model = lora_model(size, base_state(setup, size, cache_dir), setup, setup.seed)
+        model = lora_model(size, base_state(setup, size, shared_dir), setup, setup.seed)
         trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-        checkpoints: list[Checkpoint] = []
+        checkpoints: list[dict[str, Any]] = []
 
         def snapshot(info) -> None:
             if info.step % per_epoch:
@@ -371,19 +382,20 @@ def warmup(setup: Setup, size: ModelSize, cache_dir: Path) -> list[Checkpoint]:
             lrs = info.history.lr[-per_epoch:]
             state = info.optimizer.state
             adam = {
-                name: (state[p]["exp_avg"].clone(), state[p]["exp_avg_sq"].clone()) for name, p in trainable
+                name: [state[p]["exp_avg"].clone(), state[p]["exp_avg_sq"].clone()] for name, p in trainable
             }
             lora = {name: p.detach().clone() for name, p in trainable}
-            checkpoints.append(Checkpoint(lora, adam, info.step, float(np.mean(lrs))))
+            checkpoints.append({"lora": lora, "adam": adam, "step": info.step, "avg_lr": float(np.mean(lrs))})
 
         train_lora(model, subset, per_epoch * setup.warmup_epochs, setup.warmup_batch, setup.warmup_lr,
                    setup.seed, callbacks=[snapshot])  # fmt: skip
         return checkpoints
 
-    spec = {
-        k: v for k, v in _datastore_spec(setup).items() if k not in ("proj_dim", "proj_seed", "adam_variant")
-    }
-    return _memo("warmup-" + _key([spec, dataclasses.asdict(size), str(cache_dir)]), build)
+    stored = shared_artifact(
+        shared_dir, "warmup", stage_spec(setup, size, SELECTION_ONLY + WARMUP_FREE), build
+    )
+    return [Checkpoint(c["lora"], {k: (m, v) for k, (m, v) in c["adam"].items()}, c["step"], c["avg_lr"])
+            for c in stored]  # fmt: skip
 
 
 def _adam_state(ckpt: Checkpoint, variant: str, betas=(0.9, 0.999), eps=1e-8) -> tuple[dict, float]:
@@ -395,8 +407,8 @@ def _adam_state(ckpt: Checkpoint, variant: str, betas=(0.9, 0.999), eps=1e-8) ->
     return {k: (m, v + eps / betas[1]) for k, (m, v) in ckpt.adam.items()}, 0.0
 
 
-def checkpoint_model(setup: Setup, size: ModelSize, ckpt: Checkpoint, cache_dir: Path) -> GPT:
-    model = lora_model(size, base_state(setup, size, cache_dir), setup, setup.seed)
+def checkpoint_model(setup: Setup, size: ModelSize, ckpt: Checkpoint, shared_dir: Path) -> GPT:
+    model = lora_model(size, base_state(setup, size, shared_dir), setup, setup.seed)
     model.load_state_dict(ckpt.lora, strict=False)  # the LoRA factors; the base is already loaded
     return model.eval()
 
@@ -410,47 +422,39 @@ def _broadcast(t: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
     return buf
 
 
-def datastore(setup: Setup, size: ModelSize, cache_dir: Path, kind: str, gradient: str) -> torch.Tensor:
+def datastore(setup: Setup, size: ModelSize, shared_dir: Path, kind: str, gradient: str) -> torch.Tensor:
     """Projected LoRA gradients [C, N, proj_dim] of the pool (kind "pool") or of one subtask's validation
     shots (kind "val:<subtask>") at every warmup checkpoint. gradient: "adam" or "sgd". Each checkpoint's
-    block is stored as cache_dir/features-<hash>/<kind>-<gradient>-ckpt<i>.pt and reused when present."""
-    checkpoints = warmup(setup, size, cache_dir)
+    block is its own shared artifact, so a killed run resumes at the first missing block."""
+    checkpoints = warmup(setup, size, shared_dir)
     data = make_data(setup)
     examples = data.pool if kind == "pool" else data.val[kind.split(":", 1)[1]]
-    spec = _datastore_spec(setup)
-    if gradient != "adam":  # plain gradients do not depend on the Adam variant
-        spec = {k: v for k, v in spec.items() if k != "adam_variant"}
-    spec = [spec, dataclasses.asdict(size), gradient]
-    folder = Path(cache_dir) / f"features-{_key(spec)}"
+    free = SELECTION_ONLY if gradient == "adam" else SELECTION_ONLY + ("adam_variant",)  # sgd: no Adam state
+    blocks = []
+    for i, ckpt in enumerate(checkpoints):
 
-    def build() -> torch.Tensor:
-        blocks = []
-        for i, ckpt in enumerate(checkpoints):
-            path = folder / f"{kind.replace(':', '-')}-{gradient}-ckpt{i}.pt"
-            if path.exists():
-                blocks.append(torch.load(path, weights_only=True))
-                continue
-            model = checkpoint_model(setup, size, ckpt, cache_dir)
+        def build(ckpt: Checkpoint = ckpt) -> torch.Tensor:
+            model = checkpoint_model(setup, size, ckpt, shared_dir)
             adam, eps = _adam_state(ckpt, setup.adam_variant) if gradient == "adam" else (None, 1e-8)
             feats = GradientFeatures(model, setup.proj_dim, setup.proj_seed, adam_state=adam, eps=eps)
             out = feats.featurize((examples.ids, examples.labels), example_losses, setup.feature_batch)
-            out = _broadcast(out, (len(examples), setup.proj_dim))
-            if rank() == 0:
-                atomic_write_with(path, lambda h, out=out: torch.save(out, h))
-            blocks.append(out)
-        return torch.stack(blocks)  # (C, N, k)
+            return _broadcast(out, (len(examples), setup.proj_dim))  # (N, k)
 
-    return _memo(f"{folder}-{kind}-{gradient}", build)
+        stage = f"{kind.replace(':', '-')}-{gradient}-ckpt{i}"
+        blocks.append(
+            shared_artifact(shared_dir, f"features-{stage}", stage_spec(setup, size, free, stage), build)
+        )
+    return torch.stack(blocks)  # (C, N, k)
 
 
-def checkpoint_weights(setup: Setup, size: ModelSize, cache_dir: Path) -> list[float]:
-    return [c.avg_lr for c in warmup(setup, size, cache_dir)]
+def checkpoint_weights(setup: Setup, size: ModelSize, shared_dir: Path) -> list[float]:
+    return [c.avg_lr for c in warmup(setup, size, shared_dir)]
 
 
 def less_scores(
     setup: Setup,
     size: ModelSize,
-    cache_dir: Path,
+    shared_dir: Path,
     gradient: str = "adam",
     proj_dim: int | None = None,
     aggregation: str | None = None,
@@ -461,9 +465,9 @@ def less_scores(
     k = proj_dim or setup.proj_dim
     if k > setup.proj_dim:
         raise ConfigError(f"proj_dim {k} exceeds the datastore's {setup.proj_dim}")
-    train_f = datastore(setup, size, cache_dir, "pool", gradient)[..., :k]
-    val_f = {name: datastore(setup, size, cache_dir, f"val:{name}", "sgd")[..., :k] for name in D.SUBTASKS}
-    return influence_scores(train_f, val_f, checkpoint_weights(setup, size, cache_dir),
+    train_f = datastore(setup, size, shared_dir, "pool", gradient)[..., :k]
+    val_f = {name: datastore(setup, size, shared_dir, f"val:{name}", "sgd")[..., :k] for name in D.SUBTASKS}
+    return influence_scores(train_f, val_f, checkpoint_weights(setup, size, shared_dir),
                             aggregation=aggregation or setup.aggregation)  # fmt: skip
 
 
@@ -475,10 +479,10 @@ def representations(model: GPT, examples: D.Examples) -> torch.Tensor:
     return hidden[torch.arange(len(last)), last]
 
 
-def representation_scores(setup: Setup, size: ModelSize, cache_dir: Path) -> torch.Tensor:
+def representation_scores(setup: Setup, size: ModelSize, shared_dir: Path) -> torch.Tensor:
     """The representation-similarity baseline (RDS in the paper): cosine of final-layer representations under
     the last warmup checkpoint, aggregated like LESS (mean over a subtask's shots, max over subtasks)."""
-    model = checkpoint_model(setup, size, warmup(setup, size, cache_dir)[-1], cache_dir)
+    model = checkpoint_model(setup, size, warmup(setup, size, shared_dir)[-1], shared_dir)
     data = make_data(setup)
     train_r = representations(model, data.pool)[None]  # (1, N, C)
     val_r = {name: representations(model, ex)[None] for name, ex in data.val.items()}
@@ -499,8 +503,16 @@ def composition(setup: Setup, index: np.ndarray) -> dict[str, float]:
     return {f: float(np.mean(fams == f)) for f in D.FAMILIES}
 
 
+@dataclass(frozen=True)
+class FinetuneSpec:
+    setup: Setup
+    index: tuple[int, ...]
+    seed: int
+    steps: int
+
+
 def finetune(
-    setup: Setup, index: np.ndarray, seed: int, steps: int | None = None, *, cache_dir: Path
+    setup: Setup, index: np.ndarray, seed: int, steps: int | None = None, *, shared_dir: Path
 ) -> dict[str, Any]:
     """LoRA fine-tuning of the setup's base on pool[index]; test metrics."""
     size = size_of(setup)
@@ -509,7 +521,7 @@ def finetune(
 
     def build() -> dict[str, Any]:
         data = make_data(setup)
-        model = lora_model(size, base_state(setup, size, cache_dir), setup, seed)
+        model = lora_model(size, base_state(setup, size, shared_dir), setup, seed)
         history = train_lora(model, data.pool.subset(index), steps, setup.ft_batch, setup.ft_lr, seed)
         out = evaluate(model, data.test)
         out["train_loss"] = float(np.mean(history.loss[-max(1, len(history.loss) // 10) :]))
@@ -517,13 +529,11 @@ def finetune(
         out["composition"] = composition(setup, index)
         return out
 
-    return _memo(
-        "ft-" + _key([dataclasses.asdict(setup), index.tolist(), seed, steps, str(cache_dir)]), build
-    )
+    return memoised("less-finetune", FinetuneSpec(setup, tuple(index.tolist()), seed, steps), build)
 
 
-def less_selection(setup: Setup, size: ModelSize, cache_dir: Path, **kwargs: Any) -> np.ndarray:
-    return select(less_scores(setup, size, cache_dir, **kwargs), setup.fraction).numpy()
+def less_selection(setup: Setup, size: ModelSize, shared_dir: Path, **kwargs: Any) -> np.ndarray:
+    return select(less_scores(setup, size, shared_dir, **kwargs), setup.fraction).numpy()
 
 
 def finetune_part(
@@ -532,16 +542,11 @@ def finetune_part(
     name: str,
     index: np.ndarray,
     seed: int,
-    cache_dir: Path,
+    shared_dir: Path,
     steps: int | None = None,
 ) -> dict[str, Any]:
     """`finetune` as the resumable unit `<name>-seed<seed>` of a figure (ctx.part)."""
-    return ctx.part(f"{name}-seed{seed}", lambda: finetune(setup, index, seed, steps, cache_dir=cache_dir))
-
-
-def cache_dir_for(out_dir: Path) -> Path:
-    """results/less/_cache beside the figure directories."""
-    return Path(out_dir).parent / "_cache"
+    return ctx.part(f"{name}-seed{seed}", lambda: finetune(setup, index, seed, steps, shared_dir=shared_dir))
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:

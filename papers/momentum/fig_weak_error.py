@@ -321,4 +321,21 @@ FIGURE = Figure(
     claims=claims,
     expected="weak error falls with eta on log-log axes at slope >= (1-alpha)/2 for every alpha < 1 "
     "(about 1-alpha on the quadratic, smaller for larger alpha)",
+    # Asserted at quick: every claim. Over seeds 0-4 (tests/quick_claims_over_seeds.py) the smallest margin
+    # is MARGIN_WE.
+    asserted_at_quick=(
+        "momentum.weak_error.exact.alpha=0.slope",
+        "momentum.weak_error.exact.alpha=0.vanishes",
+        "momentum.weak_error.exact.alpha=0.25.slope",
+        "momentum.weak_error.exact.alpha=0.25.vanishes",
+        "momentum.weak_error.exact.alpha=0.5.slope",
+        "momentum.weak_error.exact.alpha=0.5.vanishes",
+        "momentum.weak_error.mc.alpha=0.slope",
+        "momentum.weak_error.mc.alpha=0.vanishes",
+        "momentum.weak_error.mc.alpha=0.25.slope",
+        "momentum.weak_error.mc.alpha=0.25.vanishes",
+        "momentum.weak_error.mc.alpha=0.5.slope",
+        "momentum.weak_error.mc.alpha=0.5.vanishes",
+        "momentum.weak_error.mc.signal_over_noise",
+    ),
 )
