@@ -46,7 +46,8 @@ def _extension():
     cxx_flags = ["-O3", "-fopenmp", "-fno-trapping-math", "-Wall", "-Wno-unknown-pragmas"]
     kwargs = dict(
         name="common._C",
-        include_dirs=[str(ROOT / "csrc" / "include")],
+        # csrc/include: the torch-free math headers of CPU and CUDA; csrc/host: ATen-side checks, planners.
+        include_dirs=[str(ROOT / "csrc" / "include"), str(ROOT / "csrc" / "host")],
         # rpath to torch/lib: `import common._C` then finds libc10/libtorch even before `import torch`.
         extra_link_args=["-fopenmp", f"-Wl,-rpath,{TORCH_LIB}"],
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -57,7 +56,9 @@ def sweep(paper_keys: list[str], seeds: int, threads: list[int | None], out: Pat
                         row["passed"] += int(claim.passed)
                         row["margins"].append(round(margin(claim), 6))
                         row["threshold"] = f"{claim.comparison} {claim.threshold:g}"
-                    print(f"{paper.key}/{fig.name} seed {seed} threads {count or 'declared'}: done", flush=True)
+                    print(
+                        f"{paper.key}/{fig.name} seed {seed} threads {count or 'declared'}: done", flush=True
+                    )
     return rows
 
 
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'claim':58s} {'passed':>8s} {'min margin':>11s}  threshold")
     for claim_id, row in sorted(rows.items()):
         failed += row["runs"] - row["passed"]
-        print(f"{claim_id:58s} {row['passed']:>3d}/{row['runs']:<4d} {min(row['margins']):>11.4g}  {row['threshold']}")
+        passed = f"{row['passed']:>3d}/{row['runs']:<4d}"
+        print(f"{claim_id:58s} {passed} {min(row['margins']):>11.4g}  {row['threshold']}")
     if args.json:
         atomic_write_json(args.json, rows)
     return 1 if failed else 0

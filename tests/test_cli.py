@@ -61,7 +61,14 @@ def test_usage_errors_are_one_line_and_exit_2(args, message, tmp_path):
     assert not any(tmp_path.iterdir())  # a usage error runs nothing
 
 
-TIMINGS = {"seconds", "train_seconds", "finished", "time_utc", "sha256", "sha256_of"}  # differ between runs by nature
+TIMINGS = {
+    "seconds",
+    "train_seconds",
+    "finished",
+    "time_utc",
+    "sha256",
+    "sha256_of",
+}  # differ between runs by nature
 
 
 def _without_timings(obj):

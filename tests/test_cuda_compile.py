@@ -22,6 +22,7 @@ from torch.utils import cpp_extension
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA_SOURCES = sorted((ROOT / "csrc" / "cuda").glob("*.cu"))
+INCLUDE_DIRS = ("include", "host")  # as setup.py: torch-free math headers, ATen-side checks and planners
 
 
 def _find_nvcc() -> str | None:
@@ -38,7 +39,8 @@ NVCC = _find_nvcc()
 
 def _nvcc_command(source: Path, out_dir: Path) -> list[str]:
     python_include = sysconfig.get_paths()["include"]
-    includes = [*cpp_extension.include_paths(), python_include, str(ROOT / "csrc" / "include")]
+    csrc_includes = [str(ROOT / "csrc" / d) for d in INCLUDE_DIRS]
+    includes = [*cpp_extension.include_paths(), python_include, *csrc_includes]
     return [
         NVCC,
         "-c",

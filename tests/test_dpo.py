@@ -23,7 +23,6 @@ from common.ops import (
     _extension,
     dpo_loss,
     dpo_loss_reference,
-    extension_available,
     fused_linear_dpo_loss,
     fused_linear_dpo_loss_reference,
     sequence_logps,
@@ -32,23 +31,15 @@ from common.ops import (
     token_logps_reference,
 )
 from common.testing import assert_close_report, max_abs_error, tolerance
+from tests.conftest import DEVICES
 
 IGNORE = -100
 DTYPES = [torch.float32, torch.float64]
 # (loss_type, label_smoothing)
 LOSSES = [("sigmoid", 0.0), ("sigmoid", 0.25), ("robust", 0.2), ("hinge", 0.0), ("ipo", 0.0)]
-CUDA = pytest.param(
-    "cuda",
-    marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")],
-)
-DEVICES = ["cpu", CUDA]
 
 
-@pytest.fixture(autouse=True)
-def _kernels(monkeypatch):
-    """These tests are about the compiled kernels: fail (not skip) when they are missing."""
-    monkeypatch.delenv(_extension.REFERENCE_ENV, raising=False)
-    assert extension_available(), f"common._C is not built ({_extension._load()}): {_extension.BUILD_HINT}"
+pytestmark = pytest.mark.usefixtures("kernels")  # tests/conftest.py: fail, not skip, without common._C
 
 
 def _labels(B, T, V, gen, prompt=0, all_ignored=(), device="cpu"):
@@ -592,6 +583,28 @@ def test_small_gpt_dpo_convergence():
 
 
 # ------------------------------------------------------------------------------- extension switch
+
+
+def test_compile_fullgraph_matches_eager_kernels():
+    """torch.compile(fullgraph=True) through AOTAutograd (fake kernels, registered autograd) gives the eager
+    kernels' bits, forward and backward, with no graph break in the public functions' dispatch."""
+    gen = torch.Generator().manual_seed(5)
+    hidden = torch.randn(6, 8, generator=gen, requires_grad=True)
+    weight = torch.randn(13, 8, generator=gen, requires_grad=True)
+    targets = torch.tensor([0, 12, IGNORE, 3, 7, 7])
+    pairs = [torch.randn(4, generator=gen) for _ in range(4)]
+    torch._dynamo.reset()
+    try:
+        compiled = torch.compile(token_logps, fullgraph=True, backend="aot_eager")(hidden, weight, targets)
+        grads = torch.autograd.grad(compiled.sum(), (hidden, weight))
+        eager = token_logps(hidden, weight, targets)
+        assert torch.equal(compiled, eager)
+        for got, want in zip(grads, torch.autograd.grad(eager.sum(), (hidden, weight)), strict=True):
+            assert torch.equal(got, want)
+        got = torch.compile(dpo_loss, fullgraph=True, backend="aot_eager")(*pairs, 0.1, "robust", 0.2)
+        assert all(torch.equal(a, b) for a, b in zip(got, dpo_loss(*pairs, 0.1, "robust", 0.2), strict=True))
+    finally:
+        torch._dynamo.reset()
 
 
 def test_reference_ops_env_is_explicit(monkeypatch):

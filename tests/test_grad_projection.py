@@ -22,7 +22,6 @@ import torch
 
 from common.ops import (
     _extension,
-    extension_available,
     per_sample_linear_grads_projected,
     per_sample_linear_grads_projected_reference,
     project,
@@ -32,19 +31,9 @@ from common.ops import (
 )
 from common.ops.grad_projection import KRONECKER_OUT_COL_OFFSET, kronecker_dims, random_sign_int
 from common.testing import assert_close_report, max_abs_error, tolerance
+from tests.conftest import DEVICES
 
-CUDA = pytest.param(
-    "cuda",
-    marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")],
-)
-DEVICES = ["cpu", CUDA]
-
-
-@pytest.fixture(autouse=True)
-def _kernels(monkeypatch):
-    """These tests are about the compiled kernels: fail (not skip) when they are missing."""
-    monkeypatch.delenv(_extension.REFERENCE_ENV, raising=False)
-    assert extension_available(), f"common._C is not built ({_extension._load()}): {_extension.BUILD_HINT}"
+pytestmark = pytest.mark.usefixtures("kernels")  # tests/conftest.py: fail, not skip, without common._C
 
 
 def _randn(shape, dtype=torch.float32, device="cpu", seed=0, scale=1.0):

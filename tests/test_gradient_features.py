@@ -23,7 +23,7 @@ from torch import nn
 
 from common.models import GPT, GPTConfig
 from common.models.lora import apply_lora
-from common.ops import _extension, extension_available, random_signs
+from common.ops import random_signs
 from common.ops.gradient_features import GradientFeatures, gradient_features_reference
 from common.testing import assert_close_report, tolerance
 
@@ -68,10 +68,7 @@ def _adamw_after_steps(model: nn.Module, batch, steps: int = 2) -> torch.optim.A
     return opt
 
 
-@pytest.fixture(autouse=True)
-def _kernels(monkeypatch):
-    monkeypatch.delenv(_extension.REFERENCE_ENV, raising=False)
-    assert extension_available(), f"common._C is not built ({_extension._load()}): {_extension.BUILD_HINT}"
+pytestmark = pytest.mark.usefixtures("kernels")  # tests/conftest.py: fail, not skip, without common._C
 
 
 # The features are float32 (the API's promise); the float64 reference is compared at the float32 table

@@ -15,26 +15,13 @@ import torch
 
 from common.ops import _extension, extension_available, logsumexp, logsumexp_reference
 from common.testing import assert_close_report, max_abs_error, tolerance
+from tests.conftest import DEVICES
 
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 SHAPES = [(3, 1), (47, 123), (1, 50257), (129, 4099), (5, 2048), (0, 7)]
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-        ],
-    ),
-]
 
 
-@pytest.fixture(autouse=True)
-def _kernels(monkeypatch):
-    """These tests are about the compiled kernels: fail (not skip) when they are missing."""
-    monkeypatch.delenv(_extension.REFERENCE_ENV, raising=False)
-    assert extension_available(), f"common._C is not built ({_extension._load()}): {_extension.BUILD_HINT}"
+pytestmark = pytest.mark.usefixtures("kernels")  # tests/conftest.py: fail, not skip, without common._C
 
 
 def _logits(shape, dtype, device, seed=0, scale=3.0):
@@ -263,6 +250,37 @@ def test_reference_ops_env_is_explicit(monkeypatch):
     monkeypatch.setenv(_extension.REFERENCE_ENV, "yes")
     with pytest.raises(ValueError, match="COMPANION_REFERENCE_OPS must be 0 or 1"):
         logsumexp(x)
+
+
+def _companion_calls(gm: torch.fx.GraphModule) -> list[str]:
+    return [str(n.target) for n in gm.graph.nodes if n.op == "call_function" and "companion" in str(n.target)]
+
+
+def test_compile_fullgraph_dispatches_without_graph_break(monkeypatch):
+    """torch.compile(fullgraph=True) traces the public op's kernel-or-reference choice without a graph
+    break: the graph calls companion::logsumexp (its fake kernel while tracing) and gives the kernel's bits;
+    with COMPANION_REFERENCE_OPS=1 when it is traced, the graph is the reference's."""
+    x = _logits((6, 37), torch.float32, "cpu", seed=11)
+    graphs = []
+
+    def recording_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    kernel = torch.ops.companion.logsumexp(x)
+    torch._dynamo.reset()  # the choice is a constant of the traced graph: trace afresh for each setting
+    try:
+        assert torch.equal(torch.compile(logsumexp, fullgraph=True)(x), kernel)  # inductor
+        torch._dynamo.reset()
+        assert torch.equal(torch.compile(logsumexp, fullgraph=True, backend=recording_backend)(x), kernel)
+        assert _companion_calls(graphs[-1]) == ["companion.logsumexp"]
+        monkeypatch.setenv(_extension.REFERENCE_ENV, "1")
+        torch._dynamo.reset()
+        got = torch.compile(logsumexp, fullgraph=True, backend=recording_backend)(x)
+        assert torch.equal(got, logsumexp_reference(x))
+        assert len(graphs) == 2 and _companion_calls(graphs[-1]) == []
+    finally:
+        torch._dynamo.reset()
 
 
 def test_missing_extension_raises_with_build_hint(monkeypatch):

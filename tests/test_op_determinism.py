@@ -15,9 +15,7 @@ import pytest
 import torch
 
 from common.ops import (
-    _extension,
     ensemble_mlp,
-    extension_available,
     fused_linear_dpo_loss,
     logsumexp,
     monomial_correlations,
@@ -30,11 +28,7 @@ from common.ops import (
 REPEATS = 12  # a first-come hand-out differs between calls only when thread timing does; repeat to see it
 
 
-@pytest.fixture(autouse=True)
-def _kernels(monkeypatch):
-    """These tests are about the compiled kernels: fail (not skip) when they are missing."""
-    monkeypatch.delenv(_extension.REFERENCE_ENV, raising=False)
-    assert extension_available(), f"common._C is not built ({_extension._load()}): {_extension.BUILD_HINT}"
+pytestmark = pytest.mark.usefixtures("kernels")  # tests/conftest.py: fail, not skip, without common._C
 
 
 def _forward_backward_bits(fn, inputs):

@@ -28,7 +28,6 @@ from common.ops import (
     ensemble_mlp_reference,
     enumerate_inputs,
     exact_monomial_correlations,
-    extension_available,
     hinge_loss,
     monomial_correlations,
     monomial_correlations_reference,
@@ -43,24 +42,9 @@ from common.ops import (
 )
 from common.ops.sparse_parity import sample_packed_reference
 from common.testing import assert_close_report, max_abs_error, tolerance
+from tests.conftest import DEVICES
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-        ],
-    ),
-]
-
-
-@pytest.fixture(autouse=True)
-def _kernels(monkeypatch):
-    """These tests are about the compiled kernels: fail (not skip) when they are missing."""
-    monkeypatch.delenv(_extension.REFERENCE_ENV, raising=False)
-    assert extension_available(), f"common._C is not built ({_extension._load()}): {_extension.BUILD_HINT}"
+pytestmark = pytest.mark.usefixtures("kernels")  # tests/conftest.py: fail, not skip, without common._C
 
 
 def _explicit_correlations(x: torch.Tensor, f: torch.Tensor, subsets) -> torch.Tensor:

@@ -32,10 +32,9 @@ import torch.nn.functional as F
 
 from common.ops._extension import (
     DOUBLE_BACKWARD,
+    dispatch,
     extension_available,
     register_not_differentiable,
-    require_kernel,
-    use_reference_ops,
 )
 
 LOSS_TYPES = ("sigmoid", "robust", "hinge", "ipo")
@@ -136,16 +135,6 @@ def _ref_or_zeros(
     if ref.shape != like.shape:
         raise ValueError(f"{name} must have shape {tuple(like.shape)}, got {tuple(ref.shape)}")
     return ref
-
-
-def _kernels(op: str, device: torch.device) -> bool:
-    """True to run the compiled kernel; False when COMPANION_REFERENCE_OPS=1 selects the reference."""
-    if torch.compiler.is_compiling():  # the choice and the build were checked when not tracing
-        return True
-    if use_reference_ops():
-        return False
-    require_kernel(op, device)
-    return True
 
 
 # -------------------------------------------------------------------------------------------- references
@@ -254,11 +243,17 @@ def token_logps(
     _check_weight(weight, hidden.shape[1])
     _check_labels(targets, "targets", (hidden.shape[0],), "[N]")
     _check_same({"hidden": hidden, "weight": weight, "targets": targets}, "hidden")
-    if not _kernels("token_logps", hidden.device):
+
+    def reference() -> torch.Tensor:
         _check_label_values(targets, "targets", weight.shape[0], ignore_index)
         return token_logps_reference(hidden, weight, targets, ignore_index)
-    logps, _ = torch.ops.companion.token_logps(hidden, weight, targets, ignore_index)
-    return logps  # (N,)
+
+    return dispatch(
+        "token_logps",
+        hidden.device,
+        kernel=lambda: torch.ops.companion.token_logps(hidden, weight, targets, ignore_index)[0],  # (N,)
+        reference=reference,
+    )
 
 
 def sequence_logps(
@@ -313,14 +308,21 @@ def dpo_loss(
     rr = _ref_or_zeros(ref_rejected_logps, pc, "ref_rejected_logps", reference_free)
     args = {"policy_chosen_logps": pc, "policy_rejected_logps": policy_rejected_logps}
     _check_same({**args, "ref_chosen_logps": rc, "ref_rejected_logps": rr}, "policy_chosen_logps")
-    if not _kernels("dpo_loss", pc.device):
-        return dpo_loss_reference(
-            pc, policy_rejected_logps, rc, rr, beta, loss_type, label_smoothing, reference_free
+
+    def kernel() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        losses, chosen_rewards, rejected_rewards = torch.ops.companion.dpo_loss(
+            pc, policy_rejected_logps, rc, rr, float(beta), loss_type, float(label_smoothing), reference_free
         )
-    losses, chosen_rewards, rejected_rewards = torch.ops.companion.dpo_loss(
-        pc, policy_rejected_logps, rc, rr, float(beta), loss_type, float(label_smoothing), reference_free
+        return losses, chosen_rewards.detach(), rejected_rewards.detach()
+
+    return dispatch(
+        "dpo_loss",
+        pc.device,
+        kernel=kernel,
+        reference=lambda: dpo_loss_reference(
+            pc, policy_rejected_logps, rc, rr, beta, loss_type, label_smoothing, reference_free
+        ),
     )
-    return losses, chosen_rewards.detach(), rejected_rewards.detach()
 
 
 def fused_linear_dpo_loss(
@@ -375,7 +377,19 @@ def fused_linear_dpo_loss(
         "ref_rejected_logps": rr,
     }
     _check_same(tensors, "hidden_chosen")
-    if not _kernels("fused_linear_dpo", hidden_chosen.device):
+
+    def kernel() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        compute_grad = torch.is_grad_enabled() and (
+            hidden_chosen.requires_grad or hidden_rejected.requires_grad or weight.requires_grad
+        )
+        loss, chosen_rewards, rejected_rewards, *_ = torch.ops.companion.fused_linear_dpo(
+            hidden_chosen, hidden_rejected, weight, labels_chosen, labels_rejected, rc, rr,
+            float(beta), loss_type, float(label_smoothing), average_log_prob, reference_free, ignore_index,
+            compute_grad,
+        )  # fmt: skip
+        return loss, chosen_rewards.detach(), rejected_rewards.detach()
+
+    def reference() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         V = weight.shape[0]
         _check_label_values(labels_chosen, "labels_chosen", V, ignore_index)
         _check_label_values(labels_rejected, "labels_rejected", V, ignore_index)
@@ -383,15 +397,8 @@ def fused_linear_dpo_loss(
             hidden_chosen, hidden_rejected, weight, labels_chosen, labels_rejected, rc, rr,
             beta, loss_type, label_smoothing, average_log_prob, ignore_index, reference_free,
         )  # fmt: skip
-    compute_grad = torch.is_grad_enabled() and (
-        hidden_chosen.requires_grad or hidden_rejected.requires_grad or weight.requires_grad
-    )
-    loss, chosen_rewards, rejected_rewards, *_ = torch.ops.companion.fused_linear_dpo(
-        hidden_chosen, hidden_rejected, weight, labels_chosen, labels_rejected, rc, rr,
-        float(beta), loss_type, float(label_smoothing), average_log_prob, reference_free, ignore_index,
-        compute_grad,
-    )  # fmt: skip
-    return loss, chosen_rewards.detach(), rejected_rewards.detach()
+
+    return dispatch("fused_linear_dpo", hidden_chosen.device, kernel=kernel, reference=reference)
 
 
 # ------------------------------------------------------------------------------- fake kernels, autograd

@@ -27,10 +27,9 @@ from torch import nn
 
 from common.ops._extension import (
     DOUBLE_BACKWARD,
+    dispatch,
     extension_available,
     register_not_differentiable,
-    require_kernel,
-    use_reference_ops,
 )
 from common.ops.sparse_parity import num_words, pack, unpack_reference
 
@@ -83,10 +82,13 @@ def ensemble_mlp(
     the four weights through the fused `companion::ensemble_mlp_backward`.
     """
     _check_ensemble_inputs(x_packed, weight1, bias1, weight2, bias2)
-    if use_reference_ops():
-        return ensemble_mlp_reference(x_packed, weight1, bias1, weight2, bias2)
-    require_kernel("ensemble_mlp_forward", weight1.device)
-    return torch.ops.companion.ensemble_mlp_forward(x_packed, weight1, bias1, weight2, bias2)  # (E, B, C)
+    weights = (weight1, bias1, weight2, bias2)
+    return dispatch(
+        "ensemble_mlp_forward",
+        weight1.device,
+        kernel=lambda: torch.ops.companion.ensemble_mlp_forward(x_packed, *weights),  # (E, B, C)
+        reference=lambda: ensemble_mlp_reference(x_packed, *weights),
+    )
 
 
 # ------------------------------------------------------------------------------------------ module

@@ -1,7 +1,8 @@
 """Per-sample gradient projection with a keyed random +-1 matrix (kernel family 2; LESS, TRAK, LoGra).
 
 The projection matrix R is implicit: R[row, col] is +-1 from a counter-based hash of (seed, row, col)
-(csrc/include/counter_hash.h: SplitMix64 row keys, two lowbias32 rounds per word of 32 entries), so CPU,
+(csrc/include/counter_hash.h: SplitMix64 row keys, two lowbias32 rounds per word of 32 entries; the same
+hashes in Python are in common/ops/_counter_hash.py), so CPU,
 CUDA and the pure-PyTorch reference build the same matrix, and any block of it can be rebuilt exactly
 (unlike TRAK's fast_jl, whose matrix depends on the GPU's SM count, or its BasicProjector, which depends
 on the device's generator). Public functions:
@@ -31,12 +32,18 @@ from collections.abc import Sequence
 
 import torch
 
-from common.ops._extension import (
-    extension_available,
-    register_not_differentiable,
-    require_kernel,
-    use_reference_ops,
+from common.ops._counter_hash import (
+    MASK32,
+    MASK64,
+    SPLITMIX_GAMMA,
+    as_int64,
+    lowbias32,
+    lowbias32_t,
+    splitmix64,
+    splitmix64_t,
+    srl,
 )
+from common.ops._extension import dispatch, extension_available, register_not_differentiable
 
 __all__ = [
     "COL_LIMIT",
@@ -56,50 +63,8 @@ COL_LIMIT = 1 << 32  # columns of R are uint32 in the hash
 ROW_LIMIT = 1 << 63  # rows are uint64 in the hash, int64 in the API
 KRONECKER_OUT_COL_OFFSET = 1 << 31  # P_out lives in columns [2^31, 2^31 + k_out) of R, P_in in [0, k_in)
 
-# counter_hash.h constants
-_GAMMA = 0x9E3779B97F4A7C15
-_MIX1 = 0xBF58476D1CE4E5B9
-_MIX2 = 0x94D049BB133111EB
-_MASK32 = 0xFFFFFFFF
-_MASK64 = (1 << 64) - 1
 
-
-# ---------------------------------------------------------------------------------------------- hash
-
-
-def _i64(c: int) -> int:
-    """The int64 with the bits of the uint64 `c` (torch has no uint64 shifts/multiplies on CPU)."""
-    c &= _MASK64
-    return c - (1 << 64) if c >= 1 << 63 else c
-
-
-def _srl(x: torch.Tensor, s: int) -> torch.Tensor:
-    """Logical right shift of int64 bit patterns (>> on int64 is arithmetic)."""
-    return (x >> s) & ((1 << (64 - s)) - 1)
-
-
-def _splitmix64_t(z: torch.Tensor) -> torch.Tensor:
-    """SplitMix64 on int64 bit patterns; + and * wrap modulo 2^64 like uint64."""
-    z = z + _i64(_GAMMA)
-    z = (z ^ _srl(z, 30)) * _i64(_MIX1)
-    z = (z ^ _srl(z, 27)) * _i64(_MIX2)
-    return z ^ _srl(z, 31)
-
-
-def _splitmix64_int(z: int) -> int:
-    z = (z + _GAMMA) & _MASK64
-    z = ((z ^ (z >> 30)) * _MIX1) & _MASK64
-    z = ((z ^ (z >> 27)) * _MIX2) & _MASK64
-    return z ^ (z >> 31)
-
-
-def _lowbias32_t(x: torch.Tensor) -> torch.Tensor:
-    """lowbias32 on int64 tensors holding uint32 values (the low 32 bits of each product are exact)."""
-    x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & _MASK32
-    x = x ^ (x >> 15)
-    x = (x * 0x846CA68B) & _MASK32
-    return x ^ (x >> 16)
+# --------------------------------------------------------------------------------------- sign matrix
 
 
 def random_signs_reference(
@@ -113,29 +78,21 @@ def random_signs_reference(
     """R[row_offset : row_offset + rows, col_offset : col_offset + cols] in plain PyTorch (int64 arithmetic
     on CPU), entry by entry the hash of csrc/include/counter_hash.h. Returns [rows, cols] of +-1."""
     _check_block(seed, rows, cols, row_offset, col_offset)
-    base = _i64(_splitmix64_int(seed & _MASK64))
+    base = as_int64(splitmix64(seed & MASK64))
     r = torch.arange(rows, dtype=torch.int64) + row_offset  # (rows,)
-    keys = _splitmix64_t(base + r * _i64(_GAMMA))  # (rows,) int64 bits of the uint64 row keys
-    lo, hi = keys & _MASK32, _srl(keys, 32)
+    keys = splitmix64_t(base + r * as_int64(SPLITMIX_GAMMA))  # (rows,) int64 bits of the uint64 row keys
+    lo, hi = keys & MASK32, srl(keys, 32)
     c = torch.arange(cols, dtype=torch.int64) + col_offset  # (cols,) < 2^32
-    x = _lowbias32_t(lo[:, None] ^ (c >> 5)[None, :])  # (rows, cols): the word of each column
-    x = _lowbias32_t(x ^ hi[:, None])
+    x = lowbias32_t(lo[:, None] ^ (c >> 5)[None, :])  # (rows, cols): the word of each column
+    x = lowbias32_t(x ^ hi[:, None])
     bit = (x >> (c & 31)[None, :]) & 1
     return torch.where(bit == 1, -1.0, 1.0).to(dtype)  # (rows, cols)
 
 
 def random_sign_int(seed: int, row: int, col: int) -> int:
     """One entry R[row, col] in Python integers (arbitrary precision: the tests' overflow-free oracle)."""
-    key = _splitmix64_int((_splitmix64_int(seed & _MASK64) + row * _GAMMA) & _MASK64)
-
-    def lowbias32(x: int) -> int:
-        x ^= x >> 16
-        x = (x * 0x7FEB352D) & _MASK32
-        x ^= x >> 15
-        x = (x * 0x846CA68B) & _MASK32
-        return x ^ (x >> 16)
-
-    x = lowbias32((key & _MASK32) ^ (col >> 5))
+    key = splitmix64((splitmix64(seed & MASK64) + row * SPLITMIX_GAMMA) & MASK64)
+    x = lowbias32((key & MASK32) ^ (col >> 5))
     x = lowbias32(x ^ (key >> 32))
     return -1 if (x >> (col & 31)) & 1 else 1
 
@@ -342,12 +299,18 @@ def random_signs(
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     device = torch.device(device)
-    if use_reference_ops():
-        return random_signs_reference(seed, rows, cols, row_offset, col_offset, dtype).to(device)
-    require_kernel("random_signs_fill", device)
-    out = torch.empty(rows, cols, dtype=dtype, device=device)  # (rows, cols)
-    torch.ops.companion.random_signs_fill(out, seed, row_offset, col_offset)
-    return out
+
+    def kernel() -> torch.Tensor:
+        out = torch.empty(rows, cols, dtype=dtype, device=device)  # (rows, cols)
+        torch.ops.companion.random_signs_fill(out, seed, row_offset, col_offset)
+        return out
+
+    return dispatch(
+        "random_signs_fill",
+        device,
+        kernel=kernel,
+        reference=lambda: random_signs_reference(seed, rows, cols, row_offset, col_offset, dtype).to(device),
+    )
 
 
 def project(x: torch.Tensor, proj_dim: int, seed: int, row_offset: int = 0) -> torch.Tensor:
@@ -360,10 +323,12 @@ def project(x: torch.Tensor, proj_dim: int, seed: int, row_offset: int = 0) -> t
     _check_tensor(x, "x", 2, "[N, D]")
     _check_proj_dim(proj_dim)
     _check_block(seed, x.shape[1], proj_dim, row_offset, 0)
-    if use_reference_ops():
-        return project_reference(x, proj_dim, seed, row_offset)
-    require_kernel("project", x.device)
-    return torch.ops.companion.project(x, proj_dim, seed, row_offset)  # (N, k)
+    return dispatch(
+        "project",
+        x.device,
+        kernel=lambda: torch.ops.companion.project(x, proj_dim, seed, row_offset),  # (N, k)
+        reference=lambda: project_reference(x, proj_dim, seed, row_offset),
+    )
 
 
 def per_sample_linear_grads_projected(
@@ -405,27 +370,31 @@ def per_sample_linear_grads_projected(
         if adam is not None:
             raise ValueError("adam preconditioning is not available with mode='kronecker' (use mode='dense')")
         k_out, k_in = _resolve_kron_dims(proj_dim, kron_dims)
-        if use_reference_ops():
-            return per_sample_linear_grads_projected_reference(
+        return dispatch(
+            "grad_project_kronecker",
+            activations.device,
+            kernel=lambda: torch.ops.companion.grad_project_kronecker(
+                activations, output_grads, k_out, k_in, seed, row_offset
+            ),  # (N, k)
+            reference=lambda: per_sample_linear_grads_projected_reference(
                 activations, output_grads, proj_dim, seed, None, mode, row_offset, (k_out, k_in)
-            )
-        require_kernel("grad_project_kronecker", activations.device)
-        return torch.ops.companion.grad_project_kronecker(
-            activations, output_grads, k_out, k_in, seed, row_offset
-        )  # (N, k)
+            ),
+        )
     if kron_dims is not None:
         raise ValueError("kron_dims is only used with mode='kronecker'")
     if adam is not None:
         adam = _check_adam(adam, d_out, d_in, activations.device)
-    if use_reference_ops():
-        return per_sample_linear_grads_projected_reference(
-            activations, output_grads, proj_dim, seed, adam, mode, row_offset
-        )
-    require_kernel("grad_project_dense", activations.device)
     exp_avg, exp_avg_sq, beta1, beta2, eps = adam if adam is not None else (None, None, 0.0, 0.0, 0.0)
-    return torch.ops.companion.grad_project_dense(
-        activations, output_grads, proj_dim, seed, row_offset, exp_avg, exp_avg_sq, beta1, beta2, eps
-    )  # (N, k)
+    return dispatch(
+        "grad_project_dense",
+        activations.device,
+        kernel=lambda: torch.ops.companion.grad_project_dense(
+            activations, output_grads, proj_dim, seed, row_offset, exp_avg, exp_avg_sq, beta1, beta2, eps
+        ),  # (N, k)
+        reference=lambda: per_sample_linear_grads_projected_reference(
+            activations, output_grads, proj_dim, seed, adam, mode, row_offset
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------------- fake kernels

@@ -15,10 +15,9 @@ import torch
 
 from common.ops._extension import (
     DOUBLE_BACKWARD,
+    dispatch,
     extension_available,
     register_not_differentiable,
-    require_kernel,
-    use_reference_ops,
 )
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
@@ -53,10 +52,12 @@ def logsumexp(x: torch.Tensor) -> torch.Tensor:
     not built, unless COMPANION_REFERENCE_OPS=1 selects `logsumexp_reference`.
     """
     _check_logits(x, "x")
-    if use_reference_ops():
-        return logsumexp_reference(x)
-    require_kernel("logsumexp", x.device)
-    return torch.ops.companion.logsumexp(x)  # (N,)
+    return dispatch(
+        "logsumexp",
+        x.device,
+        kernel=lambda: torch.ops.companion.logsumexp(x),  # (N,)
+        reference=lambda: logsumexp_reference(x),
+    )
 
 
 def _register() -> None:

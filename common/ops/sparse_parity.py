@@ -6,8 +6,8 @@ size k. Rows are packed into int64 words, coordinate i in bit i % 64 of word i /
 so chi_S(x) = (-1)^popcount(x & S) for a subset S packed the same way (`subset_masks`).
 
 - `sample(n, k, batch, seed)`: rows of a counter-based stream (the bits of row r depend only on (seed, r),
-  see csrc/include/popcount_parity.h), so CPU, CUDA and `sample_reference` agree bit for bit and
-  `start=` continues the stream without overlap.
+  see csrc/include/popcount_parity.h; the hash, lowbias32, is the one of common/ops/_counter_hash.py), so
+  CPU, CUDA and `sample_reference` agree bit for bit and `start=` continues the stream without overlap.
 - `monomial_correlations(x_packed, f, masks)`: E_x[f(x) chi_S(x)] for many subsets S at once by popcount,
   the implicit-curriculum measure of the paper (its |E[chi_S(x) p_1(x)]|), accumulated in float64.
   `exact_monomial_correlations(fn, n, masks)` enumerates all 2^n inputs (n <= 20): no sampling noise.
@@ -25,21 +25,16 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from common.ops._extension import extension_available, require_kernel, use_reference_ops
+from common.ops._counter_hash import MASK32, as_int64, lowbias32, lowbias32_t
+from common.ops._extension import dispatch, extension_available
 
 WORD_BITS = 64
 MAX_EXACT_N = 20
-_MASK32 = 0xFFFFFFFF
 
 
 def num_words(n: int) -> int:
     """Words per packed row of n coordinates: ceil(n / 64)."""
     return (n + WORD_BITS - 1) // WORD_BITS
-
-
-def _to_int64(value: int) -> int:
-    """A 64-bit unsigned word as the int64 with the same bits."""
-    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -99,7 +94,7 @@ def subset_masks(
         words = [0] * W
         for i in _check_subset(subset, n, f"subsets[{s}]"):
             words[i // WORD_BITS] |= 1 << (i % WORD_BITS)
-        rows.append([_to_int64(w) for w in words])
+        rows.append([as_int64(w) for w in words])
     return torch.tensor(rows, dtype=torch.int64, device=device).reshape(len(rows), W)  # (S, W)
 
 
@@ -136,37 +131,19 @@ def random_subsets(
 # ------------------------------------------------------------------------------- counter-based hash
 
 
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """x * c mod 2^32 for int64 tensors with 0 <= x < 2^32, with every product below 2^49 (no overflow)."""
-    lo, hi = c & 0xFFFF, c >> 16
-    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & _MASK32
-
-
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """lowbias32 on int64 tensors holding uint32 values (popcount_parity.h mix32)."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def _mix32_int(x: int) -> int:
-    return int(_mix32(torch.tensor([x & _MASK32]))[0])
-
-
 def _seed_key(seed: int) -> int:
-    return _mix32_int(_mix32_int((seed & _MASK32) ^ 0x9E3779B9) ^ (seed >> 32))
+    """popcount_parity.h seed_key: the 32-bit key of the stream for `seed`."""
+    return lowbias32(lowbias32((seed & MASK32) ^ 0x9E3779B9) ^ (seed >> 32))
 
 
 def sample_packed_reference(n: int, batch: int, seed: int, start: int = 0) -> torch.Tensor:
     """Rows start..start+batch-1 of the stream for `seed`, packed [batch, ceil(n/64)] int64; PyTorch only."""
     key = _seed_key(seed)
     rows = torch.arange(start, start + batch, dtype=torch.int64)  # (B,)
-    rkey = _mix32(_mix32(key ^ (rows & _MASK32)) ^ (rows >> 32) ^ 0x85EBCA6B)  # (B,)
+    rkey = lowbias32_t(lowbias32_t(key ^ (rows & MASK32)) ^ (rows >> 32) ^ 0x85EBCA6B)  # (B,): row_key
     words = []
     for w in range(num_words(n)):
-        lo, hi = (_mix32(rkey ^ _mix32_int(j + 0xC2B2AE35)) for j in (2 * w, 2 * w + 1))  # (B,) each
+        lo, hi = (lowbias32_t(rkey ^ lowbias32(j + 0xC2B2AE35)) for j in (2 * w, 2 * w + 1))  # (B,) each
         hi = torch.where(hi >= 1 << 31, hi - (1 << 32), hi)  # the int64 whose high half has these bits
         word = hi * (1 << 32) + lo
         rest = n - WORD_BITS * w
@@ -216,13 +193,17 @@ def sample(
     support = _check_subset(support, n, "support")
     if len(support) != k:
         raise ValueError(f"support must have k={k} indices, got {len(support)}: {support}")
-    if use_reference_ops():
+
+    def kernel() -> tuple[torch.Tensor, torch.Tensor]:
+        mask = subset_masks([support], n, device)[0]  # (W,)
+        x_packed, y = torch.ops.companion.parity_sample(n, batch, seed, start, mask)  # (B, W), (B,)
+        return (x_packed if packed else torch.ops.companion.parity_unpack(x_packed, n)), y
+
+    def reference() -> tuple[torch.Tensor, torch.Tensor]:
         x, y = sample_reference(n, k, batch, seed, support, start)
         return (pack_reference(x) if packed else x).to(device), y.to(device)
-    mask = subset_masks([support], n, device)[0]  # (W,)
-    require_kernel("parity_sample", mask.device)
-    x_packed, y = torch.ops.companion.parity_sample(n, batch, seed, start, mask)  # (B, W), (B,)
-    return (x_packed if packed else torch.ops.companion.parity_unpack(x_packed, n)), y
+
+    return dispatch("parity_sample", torch.device(device), kernel=kernel, reference=reference)
 
 
 # ------------------------------------------------------------------------------------------- packing
@@ -264,10 +245,12 @@ def pack(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"x must hold only -1 and +1 (sparse-parity signs), got {x[tuple(bad)].item()} at {bad}"
         )
-    if use_reference_ops():
-        return pack_reference(x)
-    require_kernel("parity_pack", x.device)
-    return torch.ops.companion.parity_pack(x)  # (B, W)
+    return dispatch(
+        "parity_pack",
+        x.device,
+        kernel=lambda: torch.ops.companion.parity_pack(x),  # (B, W)
+        reference=lambda: pack_reference(x),
+    )
 
 
 def unpack(x_packed: torch.Tensor, n: int) -> torch.Tensor:
@@ -278,10 +261,12 @@ def unpack(x_packed: torch.Tensor, n: int) -> torch.Tensor:
         raise ValueError(
             f"x_packed must have {num_words(n)} words per row for n={n}, got {x_packed.shape[1]}"
         )
-    if use_reference_ops():
-        return unpack_reference(x_packed, n)
-    require_kernel("parity_unpack", x_packed.device)
-    return torch.ops.companion.parity_unpack(x_packed, n)  # (B, n)
+    return dispatch(
+        "parity_unpack",
+        x_packed.device,
+        kernel=lambda: torch.ops.companion.parity_unpack(x_packed, n),  # (B, n)
+        reference=lambda: unpack_reference(x_packed, n),
+    )
 
 
 # ------------------------------------------------------------------------------------- correlations
@@ -333,11 +318,17 @@ def monomial_correlations(x_packed: torch.Tensor, f: torch.Tensor, masks: torch.
     Differentiable in f.
     """
     _check_correlation_inputs(x_packed, f, masks)
-    if use_reference_ops():
-        return monomial_correlations_reference(x_packed, f, masks)
-    require_kernel("monomial_correlations", f.device)
-    corr = torch.ops.companion.monomial_correlations(x_packed, f.reshape(f.shape[0], -1), masks)  # (S, C)
-    return corr if f.dim() == 2 else corr[:, 0]
+
+    def kernel() -> torch.Tensor:
+        corr = torch.ops.companion.monomial_correlations(x_packed, f.reshape(f.shape[0], -1), masks)  # (S, C)
+        return corr if f.dim() == 2 else corr[:, 0]
+
+    return dispatch(
+        "monomial_correlations",
+        f.device,
+        kernel=kernel,
+        reference=lambda: monomial_correlations_reference(x_packed, f, masks),
+    )
 
 
 def enumerate_inputs(n: int, device: torch.device | str = "cpu") -> torch.Tensor:

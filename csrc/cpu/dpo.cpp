@@ -23,7 +23,8 @@
 // float32 and float64; the float64 path is the high-precision check of the float32 one.
 //
 // This is the only CPU file of the op family that touches torch; the math lives in dpo_loss.h and
-// online_logsumexp.h, the argument checks (shared with the CUDA file) in dpo_checks.h.
+// online_logsumexp.h, the argument checks and host-side preparation (shared with the CUDA file) in
+// csrc/host/dpo_checks.h and csrc/host/dpo_plan.h.
 #include <ATen/Dispatch.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/Parallel.h>
@@ -40,6 +41,7 @@
 
 #include "dpo_checks.h"
 #include "dpo_loss.h"
+#include "dpo_plan.h"
 #include "online_logsumexp.h"
 
 namespace companion {
@@ -101,8 +103,8 @@ template <typename scalar_t>
 void lse_pass(const Rows<scalar_t>& rows, const at::Tensor& w, scalar_t* lse, scalar_t* target_logit) {
   const int64_t N = rows.size(), V = w.size(0), H = w.size(1);
   if (N == 0) return;
-  const int64_t R = std::min(kRowChunk, N), Vc = std::min(kVocabChunk, V);
-  const int64_t num_chunks = (V + Vc - 1) / Vc, num_workers = workers_for(num_chunks);
+  const auto [R, Vc, num_chunks] = plan_logit_chunks(N, V, kRowChunk, kVocabChunk);
+  const int64_t num_workers = workers_for(num_chunks);
   at::Tensor h_buf = at::empty({R, H}, w.options());                 // (R, H)
   at::Tensor z_buf = at::empty({num_workers, R * Vc}, w.options());  // a chunk of logits per worker
   // per worker, per row of the row chunk: the online state over the worker's vocabulary chunks
@@ -141,8 +143,8 @@ void grad_pass(const Rows<scalar_t>& rows, const at::Tensor& w, const scalar_t* 
                const scalar_t* b, const std::vector<scalar_t*>& grad_h_rows, at::Tensor& grad_w) {
   const int64_t N = rows.size(), V = w.size(0), H = w.size(1);
   if (N == 0) return;
-  const int64_t R = std::min(kRowChunk, N), Vc = std::min(kVocabChunk, V);
-  const int64_t num_chunks = (V + Vc - 1) / Vc, num_workers = workers_for(num_chunks);
+  const auto [R, Vc, num_chunks] = plan_logit_chunks(N, V, kRowChunk, kVocabChunk);
+  const int64_t num_workers = workers_for(num_chunks);
   at::Tensor h_buf = at::empty({R, H}, w.options());                 // (R, H)
   at::Tensor gh_buf = at::empty({num_workers, R, H}, w.options());   // grad of the chunk's rows, per worker
   at::Tensor z_buf = at::empty({num_workers, R * Vc}, w.options());
@@ -271,14 +273,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dpo_loss_cpu(const at::Tensor& pc
                                                             double beta, c10::string_view loss_type,
                                                             double label_smoothing, bool reference_free) {
   const char* op = "companion::dpo_loss";
-  const DpoParams params = make_dpo_params(beta, loss_type, label_smoothing, reference_free, op);
-  check_pair_vectors({{&pc_in, "policy_chosen_logps"}, {&pr_in, "policy_rejected_logps"},
-                      {&rc_in, "ref_chosen_logps"}, {&rr_in, "ref_rejected_logps"}}, at::kCPU, op);
-  const at::Tensor pc = pc_in.contiguous(), pr = pr_in.contiguous(), rc = rc_in.contiguous(),
-                   rr = rr_in.contiguous();
-  const int64_t B = pc.size(0);
-  at::Tensor losses = at::empty({B}, pc.options()), cr = at::empty({B}, pc.options()),
-             rj = at::empty({B}, pc.options());
+  const DpoLossArgs args = dpo_loss_args(nullptr, pc_in, pr_in, rc_in, rr_in, beta, loss_type, label_smoothing,
+                                         reference_free, at::kCPU, op);
+  const auto& [params, pc, pr, rc, rr, grad, B] = args;
+  at::Tensor losses = args.new_pair_vector(), cr = args.new_pair_vector(), rj = args.new_pair_vector();
   AT_DISPATCH_FLOATING_TYPES(pc.scalar_type(), "companion_dpo_loss_cpu", [&] {
     const scalar_t *pcp = pc.const_data_ptr<scalar_t>(), *prp = pr.const_data_ptr<scalar_t>(),
                    *rcp = rc.const_data_ptr<scalar_t>(), *rrp = rr.const_data_ptr<scalar_t>();
@@ -299,14 +297,10 @@ at::Tensor dpo_loss_backward_cpu(const at::Tensor& grad_losses_in, const at::Ten
                                  double beta, c10::string_view loss_type, double label_smoothing,
                                  bool reference_free) {
   const char* op = "companion::dpo_loss_backward";
-  const DpoParams params = make_dpo_params(beta, loss_type, label_smoothing, reference_free, op);
-  check_pair_vectors({{&pc_in, "policy_chosen_logps"}, {&grad_losses_in, "grad_losses"},
-                      {&pr_in, "policy_rejected_logps"}, {&rc_in, "ref_chosen_logps"},
-                      {&rr_in, "ref_rejected_logps"}}, at::kCPU, op);
-  const at::Tensor g = grad_losses_in.contiguous(), pc = pc_in.contiguous(), pr = pr_in.contiguous(),
-                   rc = rc_in.contiguous(), rr = rr_in.contiguous();
-  const int64_t B = pc.size(0);
-  at::Tensor grad_logratio = at::empty({B}, pc.options());  // (B,): grad_losses * dL/dh
+  const DpoLossArgs args = dpo_loss_args(&grad_losses_in, pc_in, pr_in, rc_in, rr_in, beta, loss_type,
+                                         label_smoothing, reference_free, at::kCPU, op);
+  const auto& [params, pc, pr, rc, rr, g, B] = args;
+  at::Tensor grad_logratio = args.new_pair_vector();  // (B,): grad_losses * dL/dh
   AT_DISPATCH_FLOATING_TYPES(pc.scalar_type(), "companion_dpo_loss_backward_cpu", [&] {
     const scalar_t *gp = g.const_data_ptr<scalar_t>(), *pcp = pc.const_data_ptr<scalar_t>(),
                    *prp = pr.const_data_ptr<scalar_t>(), *rcp = rc.const_data_ptr<scalar_t>(),
@@ -327,12 +321,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor& ref_rejected_in, double beta, c10::string_view loss_type, double label_smoothing,
     bool average_log_prob, bool reference_free, int64_t ignore_index, bool compute_grad) {
   const char* op = "companion::fused_linear_dpo";
-  const DpoParams params = make_dpo_params(beta, loss_type, label_smoothing, reference_free, op);
-  // IPO is defined on length-averaged log-probs (TRL averages them for 'ipo' whatever else is set).
-  const bool average = average_log_prob || params.loss_type == kDpoIpo;
-  check_fused_hidden_and_weight(hidden_chosen_in, hidden_rejected_in, weight_in, at::kCPU, op);
-  const int64_t B = hidden_chosen_in.size(0), H = hidden_chosen_in.size(2);
-  const int64_t Tc = hidden_chosen_in.size(1), Tr = hidden_rejected_in.size(1);
+  const auto [params, average, B, H, Tc, Tr] = fused_dpo_args(hidden_chosen_in, hidden_rejected_in, weight_in, beta,
+                                                              loss_type, label_smoothing, average_log_prob,
+                                                              reference_free, at::kCPU, op);
   check_targets(labels_chosen_in, B * Tc, at::kCPU, op, "labels_chosen");
   check_targets(labels_rejected_in, B * Tr, at::kCPU, op, "labels_rejected");
   check_vectors({{&ref_chosen_in, "ref_chosen_logps"}, {&ref_rejected_in, "ref_rejected_logps"}}, hidden_chosen_in, B,

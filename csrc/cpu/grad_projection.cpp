@@ -19,15 +19,14 @@
 // rows, so the GEMM's 2 N D k flops dominate for N >= 32. The per-sample gradients are formed for all N
 // examples a block of d_out rows at a time (at::bmm), never all at once. bfloat16/float16 inputs are
 // widened to float32; float64 stays float64. This is the only CPU file of the family that touches torch;
-// the hash lives in counter_hash.h, the argument checks (shared with the CUDA file) in grad_projection_checks.h.
+// the hash lives in counter_hash.h, the argument checks and the block planning (shared with the CUDA file)
+// in csrc/host/grad_projection_checks.h and csrc/host/grad_projection_plan.h.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/ops/addmm.h>
-#include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/matmul.h>
 #include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
@@ -40,17 +39,7 @@
 
 #include "counter_hash.h"
 #include "grad_projection_checks.h"
-
-// Out-of-line, and on GCC/x86-64 cloned for AVX-512 / AVX2 / baseline with the clone picked at load time
-// (as in online_logsumexp.h): the word expansion (shift, and, or) is 16 lanes wide on AVX-512.
-#if defined(__GNUC__) && __GNUC__ >= 12 && !defined(__clang__) && defined(__x86_64__)
-#define GRADPROJ_CPU_SIMD \
-  __attribute__((noinline, target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#elif defined(__GNUC__) || defined(__clang__)
-#define GRADPROJ_CPU_SIMD __attribute__((noinline))
-#else
-#define GRADPROJ_CPU_SIMD
-#endif
+#include "grad_projection_plan.h"
 
 namespace companion {
 namespace {
@@ -73,7 +62,8 @@ constexpr int64_t kGradBlockElems = int64_t(1) << 23;
 
 // out[j] = R[row, col0 + j], j < n, for the row with key `row_key`: whole words (32 columns from one hash,
 // expanded by a vectorized shift/and/or) in the middle, the columns of partial words at either end one by
-// one.
+// one. The callers below are COMPANION_CPU_SIMD (portability.h): the word expansion is 16 lanes wide on
+// AVX-512.
 template <typename acc_t>
 COMPANION_INLINE void fill_sign_row_impl(acc_t* __restrict__ out, uint64_t row_key, uint32_t col0,
                                          int64_t n) {
@@ -99,10 +89,10 @@ COMPANION_INLINE void fill_sign_row_impl(acc_t* __restrict__ out, uint64_t row_k
   for (; j < n; ++j) one(j);
 }
 
-GRADPROJ_CPU_SIMD void fill_sign_row_f32(float* out, uint64_t row_key, uint32_t col0, int64_t n) {
+COMPANION_CPU_SIMD void fill_sign_row_f32(float* out, uint64_t row_key, uint32_t col0, int64_t n) {
   fill_sign_row_impl<float>(out, row_key, col0, n);
 }
-GRADPROJ_CPU_SIMD void fill_sign_row_f64(double* out, uint64_t row_key, uint32_t col0, int64_t n) {
+COMPANION_CPU_SIMD void fill_sign_row_f64(double* out, uint64_t row_key, uint32_t col0, int64_t n) {
   fill_sign_row_impl<double>(out, row_key, col0, n);
 }
 inline void fill_sign_row(float* out, uint64_t key, uint32_t col0, int64_t n) {
@@ -124,9 +114,9 @@ void fill_signs(acc_t* out, int64_t ld, int64_t rows, int64_t cols, uint64_t bas
 // Adam's update direction in place (LESS): G <- m' / (sqrt(v') + eps), state rows broadcast over N.
 // c1 = 1 - b1 and c2 = 1 - b2 come rounded from double: 1 - 0.999f in float is 4.7e-5 off 0.001.
 template <typename acc_t>
-GRADPROJ_CPU_SIMD void adam_direction(acc_t* __restrict__ G, const acc_t* __restrict__ m,
-                                      const acc_t* __restrict__ v, int64_t n, acc_t b1, acc_t c1, acc_t b2,
-                                      acc_t c2, acc_t eps) {
+COMPANION_CPU_SIMD void adam_direction(acc_t* __restrict__ G, const acc_t* __restrict__ m,
+                                       const acc_t* __restrict__ v, int64_t n, acc_t b1, acc_t c1, acc_t b2,
+                                       acc_t c2, acc_t eps) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const acc_t g = G[i];
@@ -135,8 +125,6 @@ GRADPROJ_CPU_SIMD void adam_direction(acc_t* __restrict__ G, const acc_t* __rest
     G[i] = m1 / (std::sqrt(v1) + eps);
   }
 }
-
-at::ScalarType acc_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 // acc (N, cw) += x[:, r_begin:r_end] @ R[row_offset + r_begin : row_offset + r_end, col0 : col0 + cw],
 // one hashed tile at a time, single-threaded. Above kFlushRows rows the tiles go through a partial sum.
@@ -219,13 +207,12 @@ at::Tensor project_cpu(const at::Tensor& x_in, int64_t proj_dim, int64_t seed, i
   const char* op = "companion::project";
   check_project_input(x_in, at::kCPU, op);
   check_proj(proj_dim, row_offset, op);
-  const at::ScalarType acc = acc_dtype(x_in.scalar_type());
+  const at::ScalarType acc = x_in.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor x = x_in.to(acc);
   if (x.size(1) > 0 && x.stride(1) != 1) x = x.contiguous();
   at::Tensor out = at::zeros({x.size(0), proj_dim}, x.options().dtype(acc));  // (N, k)
   project_accumulate(out, x, seed, static_cast<uint64_t>(row_offset), 0);
-  out.mul_(1.0 / std::sqrt(static_cast<double>(proj_dim)));
-  return out;
+  return scale_projection(out, static_cast<double>(proj_dim));
 }
 
 at::Tensor grad_project_dense_cpu(const at::Tensor& a_in, const at::Tensor& g_in, int64_t proj_dim,
@@ -237,43 +224,24 @@ at::Tensor grad_project_dense_cpu(const at::Tensor& a_in, const at::Tensor& g_in
   check_proj(proj_dim, row_offset, op);
   const int64_t N = a_in.size(0), d_in = a_in.size(2), d_out = g_in.size(2);
   check_adam_state(exp_avg, exp_avg_sq, d_out, d_in, at::kCPU, op);
-  const at::ScalarType acc = a_in.scalar_type() == at::kDouble && g_in.scalar_type() == at::kDouble
-                                 ? at::kDouble
-                                 : at::kFloat;
-  at::Tensor m, v;
-  if (exp_avg.has_value()) {
-    m = exp_avg->to(acc).contiguous();
-    v = exp_avg_sq->to(acc).contiguous();
-  }
-  const at::Tensor a = a_in.to(acc), g = g_in.to(acc);
-  at::Tensor out = at::zeros({N, proj_dim}, a.options());  // (N, k)
-  if (N == 0 || d_in == 0 || d_out == 0) return out;
-  // Rows of the weight per block: the block of N gradients [N, ob, d_in] stays within kGradBlockElems.
-  const int64_t ob = std::clamp<int64_t>(kGradBlockElems / std::max<int64_t>(1, N * d_in), 1, d_out);
-  for (int64_t o0 = 0; o0 < d_out; o0 += ob) {
-    const int64_t obw = std::min(ob, d_out - o0);
-    // G[:, o0:o0+obw, :] = sum_t g[:, t, o0:o0+obw]^T a[:, t, :]
-    at::Tensor G = at::bmm(g.narrow(2, o0, obw).transpose(1, 2), a).contiguous();  // (N, obw, d_in)
-    if (m.defined()) {
-      const int64_t len = obw * d_in;
-      AT_DISPATCH_FLOATING_TYPES(acc, "companion_adam_direction", [&] {
-        scalar_t* Gp = G.mutable_data_ptr<scalar_t>();
-        const scalar_t* mp = m.const_data_ptr<scalar_t>() + o0 * d_in;
-        const scalar_t* vp = v.const_data_ptr<scalar_t>() + o0 * d_in;
-        at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-          for (int64_t n = begin; n < end; ++n) {
-            adam_direction<scalar_t>(Gp + n * len, mp, vp, len, static_cast<scalar_t>(beta1),
-                                     static_cast<scalar_t>(1.0 - beta1), static_cast<scalar_t>(beta2),
-                                     static_cast<scalar_t>(1.0 - beta2), static_cast<scalar_t>(eps));
-          }
-        });
+  // G [N, rows, d_in] <- Adam's direction, the state rows [first, first + rows * d_in) broadcast over N.
+  auto adam = [&](at::Tensor& G, const at::Tensor& m, const at::Tensor& v, int64_t first) {
+    const int64_t len = G.size(1) * G.size(2);
+    AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "companion_adam_direction", [&] {
+      scalar_t* Gp = G.mutable_data_ptr<scalar_t>();
+      const scalar_t* mp = m.const_data_ptr<scalar_t>() + first;
+      const scalar_t* vp = v.const_data_ptr<scalar_t>() + first;
+      at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t n = begin; n < end; ++n) {
+          adam_direction<scalar_t>(Gp + n * len, mp, vp, len, static_cast<scalar_t>(beta1),
+                                   static_cast<scalar_t>(1.0 - beta1), static_cast<scalar_t>(beta2),
+                                   static_cast<scalar_t>(1.0 - beta2), static_cast<scalar_t>(eps));
+        }
       });
-    }
-    project_accumulate(out, G.view({N, obw * d_in}), seed,
-                       static_cast<uint64_t>(row_offset) + static_cast<uint64_t>(o0 * d_in), 0);
-  }
-  out.mul_(1.0 / std::sqrt(static_cast<double>(proj_dim)));
-  return out;
+    });
+  };
+  return grad_project_dense_blocks(a_in, g_in, proj_dim, seed, row_offset, exp_avg, exp_avg_sq, kGradBlockElems,
+                                   adam, &project_accumulate);
 }
 
 at::Tensor grad_project_kronecker_cpu(const at::Tensor& a_in, const at::Tensor& g_in, int64_t k_out,
@@ -281,42 +249,8 @@ at::Tensor grad_project_kronecker_cpu(const at::Tensor& a_in, const at::Tensor& 
   const char* op = "companion::grad_project_kronecker";
   check_pair(a_in, g_in, at::kCPU, op);
   check_kronecker_widths(k_out, k_in, row_offset, op);
-  const int64_t N = a_in.size(0), T = a_in.size(1), d_in = a_in.size(2), d_out = g_in.size(2);
-  const at::ScalarType acc = a_in.scalar_type() == at::kDouble && g_in.scalar_type() == at::kDouble
-                                 ? at::kDouble
-                                 : at::kFloat;
-  const at::Tensor a = a_in.to(acc), g = g_in.to(acc);
-  const auto opts = a.options();
-  at::Tensor p_in = at::empty({d_in, k_in}, opts);     // (d_in, k_in) = R[rows, 0:k_in]
-  at::Tensor p_out = at::empty({d_out, k_out}, opts);  // (d_out, k_out) = R[rows, 2^31 : 2^31 + k_out]
-  random_signs_fillcpu(p_in, seed, row_offset, 0);
-  random_signs_fillcpu(p_out, seed, row_offset, static_cast<int64_t>(kKroneckerOutColOffset));
-  const double scale = 1.0 / std::sqrt(static_cast<double>(k_out) * static_cast<double>(k_in));
-  // Two orders of the same sum: through the T projected pairs (LoGra's way, cheap when T is small) or
-  // through G_n (cheap when d_out d_in is small, e.g. LoRA factors); pick the one with fewer flops.
-  const double via_t = double(T) * (double(d_in) * k_in + double(d_out) * k_out + double(k_out) * k_in);
-  const double right_first = double(d_out) * d_in * k_in + double(k_out) * d_out * k_in;
-  const double left_first = double(k_out) * d_out * d_in + double(k_out) * d_in * k_in;
-  const double via_g = double(T) * d_out * d_in + std::min(right_first, left_first);
-  at::Tensor out;
-  if (via_t <= via_g) {
-    const at::Tensor ap = at::matmul(a, p_in);    // (N, T, k_in)
-    const at::Tensor gp = at::matmul(g, p_out);   // (N, T, k_out)
-    out = at::bmm(gp.transpose(1, 2), ap);        // (N, k_out, k_in)
-  } else {
-    out = at::empty({N, k_out, k_in}, opts);
-    const int64_t nc = std::max<int64_t>(1, kGradBlockElems / std::max<int64_t>(1, d_out * d_in));
-    for (int64_t n0 = 0; n0 < N; n0 += nc) {
-      const int64_t w = std::min(nc, N - n0);
-      // (w, d_out, d_in)
-      const at::Tensor G = at::bmm(g.narrow(0, n0, w).transpose(1, 2), a.narrow(0, n0, w));
-      // (w, k_out, k_in)
-      at::Tensor Y = right_first <= left_first ? at::matmul(p_out.t(), at::matmul(G, p_in))
-                                               : at::matmul(at::matmul(p_out.t(), G), p_in);
-      out.narrow(0, n0, w).copy_(Y);
-    }
-  }
-  return out.reshape({N, k_out * k_in}).mul_(scale);  // (N, k)
+  return grad_project_kronecker_factored(a_in, g_in, k_out, k_in, seed, row_offset, kGradBlockElems,
+                                         &random_signs_fillcpu);
 }
 
 }  // namespace

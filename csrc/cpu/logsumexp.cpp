@@ -12,7 +12,7 @@
 // and the result is rounded back to the input dtype.
 //
 // This is the only CPU file of the op that touches torch; the math lives in online_logsumexp.h, the
-// argument checks (shared with the CUDA file) in logsumexp_checks.h.
+// argument checks (shared with the CUDA file) in csrc/host/logsumexp_checks.h.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -24,6 +24,7 @@
 
 #include "logsumexp_checks.h"
 #include "online_logsumexp.h"
+#include "tensor_helpers.h"
 
 namespace companion {
 namespace {
@@ -33,12 +34,6 @@ namespace {
 // [512, 50257] bfloat16): kBlock = 2048, 16384 and 65536 are within run-to-run noise (0.073-0.087 s
 // float32), so the L1-sized block is kept for machines with smaller L2.
 constexpr int64_t kBlock = 2048;
-
-template <typename scalar_t>
-using acc_type_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-
-// Rows must have unit stride along V; any row stride (slices, transposed batches) is fine.
-at::Tensor unit_inner_stride(const at::Tensor& x) { return x.stride(1) == 1 ? x : x.contiguous(); }
 
 // Rows per parallel task: about 32768 values, ATen's own grain (at::internal::GRAIN_SIZE), so that
 // small inputs stay on one thread.

@@ -16,12 +16,12 @@
 // so the ensemble is deterministic too.
 //
 // This is the only CPU file of the family that touches torch; the math lives in popcount_parity.h, the
-// argument checks (shared with the CUDA file) in parity_checks.h.
+// argument checks and output allocation (shared with the CUDA file) in csrc/host/parity_checks.h and
+// csrc/host/parity_plan.h.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
@@ -29,7 +29,9 @@
 #include <vector>
 
 #include "parity_checks.h"
+#include "parity_plan.h"
 #include "popcount_parity.h"
+#include "tensor_helpers.h"
 
 // The ensemble loops' 64-byte vector helpers are always inlined; GCC still notes, where the templates are
 // instantiated (the end of this file), that passing such vectors without AVX-512 "changes the ABI".
@@ -54,8 +56,6 @@ int64_t task_grain(int64_t work_per_task) {
   return std::max<int64_t>(1, kMinWorkPerThread / std::max<int64_t>(1, work_per_task));
 }
 
-const uint64_t* words_ptr(const at::Tensor& t) { return reinterpret_cast<const uint64_t*>(t.const_data_ptr<int64_t>()); }
-
 // ------------------------------------------------------------------------------------------ sampling
 
 std::tuple<at::Tensor, at::Tensor> parity_sample_cpu(int64_t n, int64_t batch, int64_t seed, int64_t start,
@@ -64,10 +64,9 @@ std::tuple<at::Tensor, at::Tensor> parity_sample_cpu(int64_t n, int64_t batch, i
   check_parity_sample(n, batch, seed, start, support_mask, at::kCPU, op);
   const int64_t W = words_for(n);
   const at::Tensor mask = support_mask.contiguous();
-  at::Tensor x = at::empty({batch, W}, support_mask.options());  // (B, W)
-  at::Tensor y = at::empty({batch}, support_mask.options().dtype(at::kFloat));  // (B,)
+  auto [x, y] = new_parity_sample(mask, batch, W);  // (B, W), (B,)
   const uint64_t* m = words_ptr(mask);
-  uint64_t* xp = reinterpret_cast<uint64_t*>(x.mutable_data_ptr<int64_t>());
+  uint64_t* xp = mutable_words_ptr(x);
   float* yp = y.mutable_data_ptr<float>();
   const uint32_t key = parity::seed_key(static_cast<uint64_t>(seed));
   at::parallel_for(0, batch, 2048, [&](int64_t begin, int64_t end) {
@@ -90,8 +89,8 @@ at::Tensor parity_pack_cpu(const at::Tensor& x_in) {
   check_parity_pack(x_in, at::kCPU, op);
   const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), n = x.size(1), W = words_for(n);
-  at::Tensor out = at::empty({B, W}, x.options().dtype(at::kLong));  // (B, W)
-  uint64_t* op_ptr = reinterpret_cast<uint64_t*>(out.mutable_data_ptr<int64_t>());
+  at::Tensor out = new_rows(x, B, W, at::kLong);  // (B, W)
+  uint64_t* op_ptr = mutable_words_ptr(out);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "companion_parity_pack_cpu", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     at::parallel_for(0, B, std::max<int64_t>(1, 32768 / n), [&](int64_t begin, int64_t end) {
@@ -115,7 +114,7 @@ at::Tensor parity_unpack_cpu(const at::Tensor& x_packed_in, int64_t n) {
   const int64_t W = words_for(n);
   const at::Tensor xw = x_packed_in.contiguous();
   const int64_t B = xw.size(0);
-  at::Tensor out = at::empty({B, n}, xw.options().dtype(at::kFloat));  // (B, n)
+  at::Tensor out = new_rows(xw, B, n, at::kFloat);  // (B, n)
   const uint64_t* xp = words_ptr(xw);
   float* o = out.mutable_data_ptr<float>();
   at::parallel_for(0, B, std::max<int64_t>(1, 32768 / n), [&](int64_t begin, int64_t end) {
@@ -248,7 +247,7 @@ at::Tensor ensemble_mlp_forward_cpu(const at::Tensor& x_packed, const at::Tensor
   check_ensemble_bias2(b2_in, s, w1t_in, at::kCPU, op);
   const at::Tensor w1t = w1t_in.contiguous(), b1 = b1_in.contiguous(), w2 = w2_in.contiguous();
   const at::Tensor b2 = b2_in.contiguous();
-  at::Tensor out = at::empty({s.E, s.B, s.C}, w1t.options());  // (E, B, C)
+  at::Tensor out = new_ensemble_logits(w1t, s);  // (E, B, C)
   AT_DISPATCH_FLOATING_TYPES(w1t.scalar_type(), "companion_ensemble_mlp_forward_cpu", [&] {
     using S = parity::Simd<scalar_t>;
     constexpr int HC = S::kChunk;
@@ -303,8 +302,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_mlp_backward
   check_ensemble_grad(grad_in, s, w1t_in, at::kCPU, op);
   const at::Tensor w1t = w1t_in.contiguous(), b1 = b1_in.contiguous(), w2 = w2_in.contiguous();
   const at::Tensor grad = grad_in.contiguous();  // (E, B, C)
-  at::Tensor gw1t = at::empty_like(w1t), gb1 = at::empty_like(b1), gw2 = at::empty_like(w2);
-  at::Tensor gb2 = at::empty({s.E, s.C}, w1t.options());
+  auto [gw1t, gb1, gw2, gb2] = new_ensemble_grads(w1t, b1, w2, s);
   AT_DISPATCH_FLOATING_TYPES(w1t.scalar_type(), "companion_ensemble_mlp_backward_cpu", [&] {
     constexpr int HC = parity::Simd<scalar_t>::kChunk;
     const int64_t chunks = (s.H + HC - 1) / HC;

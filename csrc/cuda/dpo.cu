@@ -15,7 +15,8 @@
 //
 // Includes only ATen/torch headers and c10/cuda (no ATen/cuda headers, which pull cuBLAS): the GEMMs are
 // reached through the ATen dispatcher. This is the only CUDA file of the op family that touches torch; the
-// argument checks (shared with the CPU file) are in dpo_checks.h.
+// argument checks and host-side preparation (shared with the CPU file) are in csrc/host/dpo_checks.h and
+// csrc/host/dpo_plan.h.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/addmm.h>
@@ -39,6 +40,7 @@
 
 #include "dpo_checks.h"
 #include "dpo_loss.h"
+#include "dpo_plan.h"
 #include "online_logsumexp.h"
 
 namespace companion {
@@ -175,7 +177,7 @@ template <typename scalar_t>
 void lse_pass(const PassRows& rows, const at::Tensor& w, at::Tensor& lse, at::Tensor& target_logit) {
   const int64_t N = rows.size(), V = w.size(0), H = w.size(1);
   if (N == 0) return;
-  const int64_t R = std::min(kRowChunk, N), Vc = std::min(kVocabChunk, V);
+  const auto [R, Vc, num_chunks] = plan_logit_chunks(N, V, kRowChunk, kVocabChunk);
   const auto opts = w.options();
   at::Tensor h_buf = rows.index.defined() ? at::empty({R, H}, opts) : at::Tensor();
   at::Tensor z_buf = at::empty({R * Vc}, opts);
@@ -186,8 +188,8 @@ void lse_pass(const PassRows& rows, const at::Tensor& w, at::Tensor& lse, at::Te
     const at::Tensor h_r = chunk_rows(rows, r0, rlen, h_buf);  // (rlen, H)
     run_m.fill_(-std::numeric_limits<double>::infinity());
     run_s.zero_();
-    for (int64_t v0 = 0; v0 < V; v0 += Vc) {
-      const int64_t vlen = std::min(Vc, V - v0);
+    for (int64_t c = 0; c < num_chunks; ++c) {
+      const int64_t v0 = c * Vc, vlen = std::min(Vc, V - v0);
       at::Tensor z = z_buf.narrow(0, 0, rlen * vlen).view({rlen, vlen});  // (rlen, vlen)
       at::mm_out(z, h_r, w.narrow(0, v0, vlen).t());
       lse_chunk_kernel<scalar_t><<<static_cast<unsigned>(rlen), kThreads, 0, stream>>>(
@@ -206,7 +208,7 @@ void grad_pass(const PassRows& rows, const at::Tensor& w, const at::Tensor& lse,
                const at::Tensor& b, at::Tensor& grad_h, at::Tensor& grad_w) {
   const int64_t N = rows.size(), V = w.size(0), H = w.size(1);
   if (N == 0) return;
-  const int64_t R = std::min(kRowChunk, N), Vc = std::min(kVocabChunk, V);
+  const auto [R, Vc, num_chunks] = plan_logit_chunks(N, V, kRowChunk, kVocabChunk);
   const auto opts = w.options();
   at::Tensor h_buf = rows.index.defined() ? at::empty({R, H}, opts) : at::Tensor();
   at::Tensor gh_buf = rows.index.defined() ? at::empty({R, H}, opts) : at::Tensor();
@@ -216,8 +218,8 @@ void grad_pass(const PassRows& rows, const at::Tensor& w, const at::Tensor& lse,
     const int64_t rlen = std::min(R, N - r0);
     const at::Tensor h_r = chunk_rows(rows, r0, rlen, h_buf);  // (rlen, H)
     at::Tensor gh_r = rows.index.defined() ? gh_buf.narrow(0, 0, rlen).zero_() : grad_h.narrow(0, r0, rlen);
-    for (int64_t v0 = 0; v0 < V; v0 += Vc) {
-      const int64_t vlen = std::min(Vc, V - v0);
+    for (int64_t c = 0; c < num_chunks; ++c) {
+      const int64_t v0 = c * Vc, vlen = std::min(Vc, V - v0);
       at::Tensor z = z_buf.narrow(0, 0, rlen * vlen).view({rlen, vlen});  // (rlen, vlen)
       const at::Tensor w_c = w.narrow(0, v0, vlen);                       // (vlen, H)
       at::mm_out(z, h_r, w_c.t());
@@ -284,13 +286,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dpo_loss_cuda(const at::Tensor& p
                                                              double label_smoothing, bool reference_free) {
   const char* op = "companion::dpo_loss";
   const c10::cuda::CUDAGuard device_guard(pc_in.device());
-  const DpoParams params = make_dpo_params(beta, loss_type, label_smoothing, reference_free, op);
-  check_pair_vectors({{&pc_in, "policy_chosen_logps"}, {&pr_in, "policy_rejected_logps"},
-                      {&rc_in, "ref_chosen_logps"}, {&rr_in, "ref_rejected_logps"}}, pc_in.device(), op);
-  const at::Tensor pc = pc_in.contiguous(), pr = pr_in.contiguous(), rc = rc_in.contiguous(), rr = rr_in.contiguous();
-  const int64_t B = pc.size(0);
-  at::Tensor losses = at::empty({B}, pc.options()), cr = at::empty({B}, pc.options()),
-             rj = at::empty({B}, pc.options());
+  const DpoLossArgs args = dpo_loss_args(nullptr, pc_in, pr_in, rc_in, rr_in, beta, loss_type, label_smoothing,
+                                         reference_free, pc_in.device(), op);
+  const auto& [params, pc, pr, rc, rr, grad, B] = args;
+  at::Tensor losses = args.new_pair_vector(), cr = args.new_pair_vector(), rj = args.new_pair_vector();
   if (B == 0) return {losses, cr, rj};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(pc.scalar_type(), "companion_dpo_loss_cuda", [&] {
@@ -308,13 +307,10 @@ at::Tensor dpo_loss_backward_cuda(const at::Tensor& grad_in, const at::Tensor& p
                                   c10::string_view loss_type, double label_smoothing, bool reference_free) {
   const char* op = "companion::dpo_loss_backward";
   const c10::cuda::CUDAGuard device_guard(pc_in.device());
-  const DpoParams params = make_dpo_params(beta, loss_type, label_smoothing, reference_free, op);
-  check_pair_vectors({{&pc_in, "policy_chosen_logps"}, {&grad_in, "grad_losses"}, {&pr_in, "policy_rejected_logps"},
-                      {&rc_in, "ref_chosen_logps"}, {&rr_in, "ref_rejected_logps"}}, pc_in.device(), op);
-  const at::Tensor g = grad_in.contiguous(), pc = pc_in.contiguous(), pr = pr_in.contiguous(),
-                   rc = rc_in.contiguous(), rr = rr_in.contiguous();
-  const int64_t B = pc.size(0);
-  at::Tensor grad_logratio = at::empty({B}, pc.options());
+  const DpoLossArgs args = dpo_loss_args(&grad_in, pc_in, pr_in, rc_in, rr_in, beta, loss_type, label_smoothing,
+                                         reference_free, pc_in.device(), op);
+  const auto& [params, pc, pr, rc, rr, g, B] = args;
+  at::Tensor grad_logratio = args.new_pair_vector();
   if (B == 0) return grad_logratio;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(pc.scalar_type(), "companion_dpo_loss_backward_cuda", [&] {
@@ -335,13 +331,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const char* op = "companion::fused_linear_dpo";
   const c10::cuda::CUDAGuard device_guard(hidden_chosen_in.device());
   const at::Device device = hidden_chosen_in.device();
-  const DpoParams params = make_dpo_params(beta, loss_type, label_smoothing, reference_free, op);
-  const bool average = average_log_prob || params.loss_type == kDpoIpo;  // IPO: length-averaged, as TRL
-  check_fused_hidden_and_weight(hidden_chosen_in, hidden_rejected_in, weight_in, device, op);
-  const int64_t B = hidden_chosen_in.size(0), H = hidden_chosen_in.size(2);
+  const auto [params, average, B, H, Tc, Tr] = fused_dpo_args(hidden_chosen_in, hidden_rejected_in, weight_in, beta,
+                                                              loss_type, label_smoothing, average_log_prob,
+                                                              reference_free, device, op);
   check_vectors({{&ref_chosen_in, "ref_chosen_logps"}, {&ref_rejected_in, "ref_rejected_logps"}}, hidden_chosen_in, B,
                 device, op);
-  const int64_t Tc = hidden_chosen_in.size(1), Tr = hidden_rejected_in.size(1), Nc = B * Tc, Nr = B * Tr;
+  const int64_t Nc = B * Tc, Nr = B * Tr;
   const at::Tensor weight = weight_in.contiguous();
   const int64_t V = weight.size(0);
   const at::Tensor tc = checked_targets(labels_chosen, Nc, V, ignore_index, device, op, "labels_chosen");

@@ -13,13 +13,10 @@
 // kBK x kBN tile of R it multiplies, one 64-bit row key and one 32-column word per thread. Accumulation is
 // in float (double for float64) per thread over all of D, no split-K, so results are deterministic.
 // Per-sample gradients and the Kronecker products go through ATen's bmm/matmul (cuBLAS behind ATen; this
-// file includes no cuBLAS header). The argument checks, shared with the CPU file, are in
-// grad_projection_checks.h. Not yet tuned on a GPU.
+// file includes no cuBLAS header). The argument checks and the block planning, shared with the CPU file, are
+// in csrc/host/grad_projection_checks.h and csrc/host/grad_projection_plan.h. Not yet tuned on a GPU.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/bmm.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/matmul.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -27,12 +24,12 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
 #include <optional>
-#include <type_traits>
 
 #include "counter_hash.h"
 #include "grad_projection_checks.h"
+#include "grad_projection_plan.h"
+#include "tensor_helpers.h"
 
 namespace companion {
 namespace {
@@ -45,9 +42,6 @@ constexpr int kTN = 4;    // outputs per thread along k
 constexpr int kThreads = (kBM / kTM) * (kBN / kTN);  // 256
 static_assert(kBK * (kBN / 32) <= kThreads, "one hashed word per thread per step");
 constexpr int64_t kGradBlockElems = int64_t(1) << 24;
-
-template <typename scalar_t>
-using acc_type_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 template <typename acc_t>
 __device__ __forceinline__ acc_t sign_from_word(uint32_t word, uint32_t b) {
@@ -206,7 +200,7 @@ at::Tensor project_cuda(const at::Tensor& x, int64_t proj_dim, int64_t seed, int
   const at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor out = at::zeros({x.size(0), proj_dim}, x.options().dtype(acc));  // (N, k)
   project_accumulate(out, x, seed, static_cast<uint64_t>(row_offset), 0);
-  return out.mul_(1.0 / std::sqrt(static_cast<double>(proj_dim)));
+  return scale_projection(out, static_cast<double>(proj_dim));
 }
 
 at::Tensor grad_project_dense_cuda(const at::Tensor& a_in, const at::Tensor& g_in, int64_t proj_dim,
@@ -220,36 +214,20 @@ at::Tensor grad_project_dense_cuda(const at::Tensor& a_in, const at::Tensor& g_i
   const c10::cuda::CUDAGuard guard(a_in.device());
   const int64_t N = a_in.size(0), d_in = a_in.size(2), d_out = g_in.size(2);
   check_adam_state(exp_avg, exp_avg_sq, d_out, d_in, a_in.device(), op);
-  const at::ScalarType acc =
-      a_in.scalar_type() == at::kDouble && g_in.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor m, v;
-  if (exp_avg.has_value()) {
-    m = exp_avg->to(acc).contiguous();
-    v = exp_avg_sq->to(acc).contiguous();
-  }
-  const at::Tensor a = a_in.to(acc), g = g_in.to(acc);
-  at::Tensor out = at::zeros({N, proj_dim}, a.options());  // (N, k)
-  if (N == 0 || d_in == 0 || d_out == 0) return out;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t ob = std::clamp<int64_t>(kGradBlockElems / std::max<int64_t>(1, N * d_in), 1, d_out);
-  for (int64_t o0 = 0; o0 < d_out; o0 += ob) {
-    const int64_t obw = std::min(ob, d_out - o0);
-    at::Tensor G = at::bmm(g.narrow(2, o0, obw).transpose(1, 2), a).contiguous();  // (N, obw, d_in)
-    if (m.defined()) {
-      const int64_t len = obw * d_in;
-      AT_DISPATCH_FLOATING_TYPES(acc, "companion_adam_direction_cuda", [&] {
-        adam_direction_kernel<scalar_t><<<grid_for(N * len, 256), 256, 0, stream>>>(
-            G.mutable_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>() + o0 * d_in,
-            v.const_data_ptr<scalar_t>() + o0 * d_in, N, len, static_cast<scalar_t>(beta1),
-            static_cast<scalar_t>(1.0 - beta1), static_cast<scalar_t>(beta2),
-            static_cast<scalar_t>(1.0 - beta2), static_cast<scalar_t>(eps));
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
-    }
-    project_accumulate(out, G.view({N, obw * d_in}), seed,
-                       static_cast<uint64_t>(row_offset) + static_cast<uint64_t>(o0 * d_in), 0);
-  }
-  return out.mul_(1.0 / std::sqrt(static_cast<double>(proj_dim)));
+  // G [N, rows, d_in] <- Adam's direction, the state rows [first, first + rows * d_in) broadcast over N.
+  auto adam = [&](at::Tensor& G, const at::Tensor& m, const at::Tensor& v, int64_t first) {
+    const int64_t len = G.size(1) * G.size(2);
+    AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "companion_adam_direction_cuda", [&] {
+      adam_direction_kernel<scalar_t><<<grid_for(N * len, 256), 256, 0, stream>>>(
+          G.mutable_data_ptr<scalar_t>(), m.const_data_ptr<scalar_t>() + first, v.const_data_ptr<scalar_t>() + first,
+          N, len, static_cast<scalar_t>(beta1), static_cast<scalar_t>(1.0 - beta1), static_cast<scalar_t>(beta2),
+          static_cast<scalar_t>(1.0 - beta2), static_cast<scalar_t>(eps));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  };
+  return grad_project_dense_blocks(a_in, g_in, proj_dim, seed, row_offset, exp_avg, exp_avg_sq, kGradBlockElems,
+                                   adam, &project_accumulate);
 }
 
 at::Tensor grad_project_kronecker_cuda(const at::Tensor& a_in, const at::Tensor& g_in, int64_t k_out,
@@ -260,35 +238,8 @@ at::Tensor grad_project_kronecker_cuda(const at::Tensor& a_in, const at::Tensor&
   check_grid_width(k_out, op, "k_out");
   check_grid_width(k_in, op, "k_in");
   const c10::cuda::CUDAGuard guard(a_in.device());
-  const int64_t N = a_in.size(0), T = a_in.size(1), d_in = a_in.size(2), d_out = g_in.size(2);
-  const at::ScalarType acc =
-      a_in.scalar_type() == at::kDouble && g_in.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor a = a_in.to(acc), g = g_in.to(acc);
-  at::Tensor p_in = at::empty({d_in, k_in}, a.options());     // (d_in, k_in)
-  at::Tensor p_out = at::empty({d_out, k_out}, a.options());  // (d_out, k_out)
-  random_signs_fill_cuda(p_in, seed, row_offset, 0);
-  random_signs_fill_cuda(p_out, seed, row_offset, static_cast<int64_t>(kKroneckerOutColOffset));
-  const double scale = 1.0 / std::sqrt(static_cast<double>(k_out) * static_cast<double>(k_in));
-  // The cheaper of the two contraction orders (as on CPU).
-  const double via_t = double(T) * (double(d_in) * k_in + double(d_out) * k_out + double(k_out) * k_in);
-  const double right_first = double(d_out) * d_in * k_in + double(k_out) * d_out * k_in;
-  const double left_first = double(k_out) * d_out * d_in + double(k_out) * d_in * k_in;
-  const double via_g = double(T) * d_out * d_in + std::min(right_first, left_first);
-  at::Tensor out;
-  if (via_t <= via_g) {
-    out = at::bmm(at::matmul(g, p_out).transpose(1, 2), at::matmul(a, p_in));  // (N, k_out, k_in)
-  } else {  // G_n for chunks of examples, never all N at once
-    out = at::empty({N, k_out, k_in}, a.options());
-    const int64_t nc = std::max<int64_t>(1, kGradBlockElems / std::max<int64_t>(1, d_out * d_in));
-    for (int64_t n0 = 0; n0 < N; n0 += nc) {
-      const int64_t w = std::min(nc, N - n0);
-      // (w, d_out, d_in)
-      const at::Tensor G = at::bmm(g.narrow(0, n0, w).transpose(1, 2), a.narrow(0, n0, w));
-      out.narrow(0, n0, w).copy_(right_first <= left_first ? at::matmul(p_out.t(), at::matmul(G, p_in))
-                                                           : at::matmul(at::matmul(p_out.t(), G), p_in));
-    }
-  }
-  return out.reshape({N, k_out * k_in}).mul_(scale);
+  return grad_project_kronecker_factored(a_in, g_in, k_out, k_in, seed, row_offset, kGradBlockElems,
+                                         &random_signs_fill_cuda);
 }
 
 }  // namespace

@@ -11,7 +11,7 @@
 //
 // Includes only ATen/torch headers and c10/cuda (no ATen/cuda headers, which pull cuBLAS). This is the
 // only CUDA file of the op that touches torch; the math lives in online_logsumexp.h, the argument checks
-// (shared with the CPU file) in logsumexp_checks.h.
+// (shared with the CPU file) in csrc/host/logsumexp_checks.h.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -20,10 +20,9 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <type_traits>
-
 #include "logsumexp_checks.h"
 #include "online_logsumexp.h"
+#include "tensor_helpers.h"
 
 namespace companion {
 namespace {
@@ -31,9 +30,6 @@ namespace {
 // 8 warps per row: enough loads in flight to stream a 32k-50k vocabulary row; the cross-warp merge is
 // one shared-memory round. Not yet tuned on a GPU.
 constexpr int kThreads = 256;
-
-template <typename scalar_t>
-using acc_type_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
@@ -73,8 +69,6 @@ void check_logits_cuda(const at::Tensor& x, const char* op) {
   check_logits(x, at::kCUDA, op);
   TORCH_CHECK(x.size(0) <= 0x7fffffff, op, ": at most 2^31 - 1 rows, got ", x.size(0));
 }
-
-at::Tensor unit_inner_stride(const at::Tensor& x) { return x.stride(1) == 1 ? x : x.contiguous(); }
 
 at::Tensor logsumexp_cuda(const at::Tensor& x_in) {
   check_logits_cuda(x_in, "companion::logsumexp");

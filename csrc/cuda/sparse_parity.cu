@@ -14,7 +14,8 @@
 //                              dW1t = sum_b x_bi gh[e, b, h]; kernel 3: db2 = sum_b grad
 //
 // Bit layout, hash and parity are in popcount_parity.h (shared with the CPU kernels and the reference), the
-// argument checks in parity_checks.h (shared with the CPU kernels).
+// argument checks and output allocation in csrc/host/parity_checks.h and csrc/host/parity_plan.h (shared with
+// the CPU kernels).
 // Includes only ATen/torch headers and c10/cuda (no ATen/cuda headers, which pull cuBLAS). Not yet tuned on
 // a GPU: the block sizes are the usual 256 threads.
 #include <ATen/Dispatch.h>
@@ -29,7 +30,9 @@
 #include <algorithm>
 
 #include "parity_checks.h"
+#include "parity_plan.h"
 #include "popcount_parity.h"
+#include "tensor_helpers.h"
 
 namespace companion {
 namespace {
@@ -40,8 +43,6 @@ constexpr int kClassGroup = 8;  // classes reduced per pass of the forward (C = 
 using parity::words_for;
 
 unsigned blocks_for(int64_t count) { return static_cast<unsigned>(std::max<int64_t>(1, (count + kThreads - 1) / kThreads)); }
-
-const uint64_t* words_ptr(const at::Tensor& t) { return reinterpret_cast<const uint64_t*>(t.const_data_ptr<int64_t>()); }
 
 // Sum of a block's values (blockDim.x == kThreads) in a fixed order; the result is valid in thread 0.
 template <typename acc_t>
@@ -101,12 +102,11 @@ std::tuple<at::Tensor, at::Tensor> parity_sample_cuda(int64_t n, int64_t batch, 
   const int64_t W = words_for(n);
   const c10::cuda::CUDAGuard guard(support_mask.device());
   const at::Tensor mask = support_mask.contiguous();
-  at::Tensor x = at::empty({batch, W}, mask.options());                  // (B, W)
-  at::Tensor y = at::empty({batch}, mask.options().dtype(at::kFloat));   // (B,)
+  auto [x, y] = new_parity_sample(mask, batch, W);  // (B, W), (B,)
   if (batch == 0) return {x, y};
   sample_kernel<<<blocks_for(batch), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-      n, W, batch, parity::seed_key(static_cast<uint64_t>(seed)), start, words_ptr(mask),
-      reinterpret_cast<uint64_t*>(x.mutable_data_ptr<int64_t>()), y.mutable_data_ptr<float>());
+      n, W, batch, parity::seed_key(static_cast<uint64_t>(seed)), start, words_ptr(mask), mutable_words_ptr(x),
+      y.mutable_data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {x, y};
 }
@@ -117,11 +117,11 @@ at::Tensor parity_pack_cuda(const at::Tensor& x_in) {
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), n = x.size(1), W = words_for(n);
-  at::Tensor out = at::empty({B, W}, x.options().dtype(at::kLong));  // (B, W)
+  at::Tensor out = new_rows(x, B, W, at::kLong);  // (B, W)
   if (B == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "companion_parity_pack_cuda", [&] {
     pack_kernel<scalar_t><<<blocks_for(B * W), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        x.const_data_ptr<scalar_t>(), B, n, W, reinterpret_cast<uint64_t*>(out.mutable_data_ptr<int64_t>()));
+        x.const_data_ptr<scalar_t>(), B, n, W, mutable_words_ptr(out));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
@@ -134,7 +134,7 @@ at::Tensor parity_unpack_cuda(const at::Tensor& x_packed_in, int64_t n) {
   const c10::cuda::CUDAGuard guard(x_packed_in.device());
   const at::Tensor xw = x_packed_in.contiguous();
   const int64_t B = xw.size(0);
-  at::Tensor out = at::empty({B, n}, xw.options().dtype(at::kFloat));  // (B, n)
+  at::Tensor out = new_rows(xw, B, n, at::kFloat);  // (B, n)
   if (B == 0) return out;
   unpack_kernel<<<blocks_for(B * n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
       words_ptr(xw), B, n, W, out.mutable_data_ptr<float>());
@@ -344,7 +344,7 @@ at::Tensor ensemble_mlp_forward_cuda(const at::Tensor& x_packed_in, const at::Te
   const c10::cuda::CUDAGuard guard(w1t_in.device());
   const at::Tensor x = x_packed_in.contiguous(), w1t = w1t_in.contiguous(), b1 = b1_in.contiguous();
   const at::Tensor w2 = w2_in.contiguous(), b2 = b2_in.contiguous();
-  at::Tensor out = at::empty({s.E, s.B, s.C}, w1t.options());  // (E, B, C)
+  at::Tensor out = new_ensemble_logits(w1t, s);  // (E, B, C)
   if (s.B == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(w1t.scalar_type(), "companion_ensemble_mlp_forward_cuda", [&] {
     const dim3 grid(static_cast<unsigned>(s.B), static_cast<unsigned>(s.E));
@@ -366,8 +366,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ensemble_mlp_backward
   const c10::cuda::CUDAGuard guard(w1t_in.device());
   const at::Tensor x = x_packed_in.contiguous(), w1t = w1t_in.contiguous(), b1 = b1_in.contiguous();
   const at::Tensor w2 = w2_in.contiguous(), grad = grad_in.contiguous();
-  at::Tensor gw1t = at::empty(w1t.sizes(), w1t.options()), gb1 = at::empty(b1.sizes(), b1.options());
-  at::Tensor gw2 = at::empty(w2.sizes(), w2.options()), gb2 = at::empty({s.E, s.C}, w1t.options());
+  auto [gw1t, gb1, gw2, gb2] = new_ensemble_grads(w1t, b1, w2, s);
   at::Tensor gh = at::empty({s.E, s.B, s.H}, w1t.options());  // (E, B, H) scratch: d loss / d z
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(w1t.scalar_type(), "companion_ensemble_mlp_backward_cuda", [&] {

@@ -12,7 +12,8 @@
 //   R[row, col] = +1 if bit b of x is 0, else -1
 //
 // lowbias32 is C. Wellons' 32-bit integer hash (hash-prospector, 2018: xorshift-multiply, two rounds;
-// full avalanche, so the 32 bits of a word are as good as 32 separate hashes for a sign matrix).
+// full avalanche, so the 32 bits of a word are as good as 32 separate hashes for a sign matrix). It is the
+// one 32-bit hash of the repository: popcount_parity.h keys the sparse-parity stream with it too.
 // One 64-bit key per row and one word per 32 entries: the per-entry work is a variable shift, an AND and
 // an OR, which vectorize. Measured on the 2-core AVX-512 dev machine (shared, load ~3.5), one thread,
 // 512 x 128 float32 tiles in L2, AVX-512 clone, 3 runs: one hash per entry (vectorized, 16 lanes)
@@ -22,31 +23,16 @@
 //
 // Index domains: rows are uint64 (a flattened gradient may exceed 2^32 entries); columns are uint32
 // (col_offset + cols <= 2^32, checked by the callers). common/ops/grad_projection.py reimplements the
-// same arithmetic in torch int64 for `random_signs_reference`; the tests check both against Python ints.
+// same arithmetic in torch int64 for `random_signs_reference` (the hash itself in common/ops/_counter_hash.py);
+// the tests check both against Python ints.
 //
-// Torch-free and header-only: included by csrc/cpu/grad_projection.cpp and csrc/cuda/grad_projection.cu.
+// Torch-free and header-only: included by csrc/cpu/grad_projection.cpp and csrc/cuda/grad_projection.cu, and
+// by popcount_parity.h for lowbias32.
 #pragma once
 
 #include <stdint.h>
 
-// Same definitions as online_logsumexp.h (an identical redefinition is allowed, the guard keeps it quiet).
-#ifndef COMPANION_HD
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define COMPANION_HD __host__ __device__
-#else
-#define COMPANION_HD
-#endif
-#endif
-
-#ifndef COMPANION_INLINE
-#if defined(__CUDACC__)
-#define COMPANION_INLINE __forceinline__
-#elif defined(__GNUC__)
-#define COMPANION_INLINE inline __attribute__((always_inline))
-#else
-#define COMPANION_INLINE inline
-#endif
-#endif
+#include "portability.h"
 
 namespace companion {
 

@@ -1,6 +1,6 @@
 // The DPO family of preference losses on one (chosen, rejected) pair, and the softmax-gradient block of
 // the fused linear log-prob kernels. Torch-free and header-only, shared by csrc/cpu/dpo.cpp and
-// csrc/cuda/dpo.cu (COMPANION_HD = __host__ __device__ under nvcc).
+// csrc/cuda/dpo.cu (COMPANION_HD = __host__ __device__ under nvcc, portability.h).
 //
 // With sequence log-probs pc = log pi(y_w|x), pr = log pi(y_l|x) and reference rc, rr, the log-ratio
 //   h = (pc - pr) - (rc - rr)          (reference_free: h = pc - pr)
@@ -17,6 +17,7 @@
 #pragma once
 
 #include "online_logsumexp.h"
+#include "portability.h"
 
 namespace companion {
 

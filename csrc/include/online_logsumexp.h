@@ -18,33 +18,12 @@
 #include <math.h>
 #include <stdint.h>
 
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define COMPANION_HD __host__ __device__
-#else
-#define COMPANION_HD
-#endif
+#include "portability.h"
 
-// The vectorized CPU loops below are compiled out of line (inlined into the callers' loops, GCC 12 stops
-// vectorizing them) and, with GCC on x86-64, cloned for AVX-512 / AVX2+FMA / baseline SSE2 with the
-// clone picked at load time (target_clones). Measured on this repo's 2-core AVX-512 machine, one thread,
-// x [512, 32000] float32: 3.6 ns/value (SSE2 clone), 1.1 ns/value (x86-64-v4 clone). The loops only
-// vectorize with -fno-trapping-math (set in setup.py); without it they are correct but scalar.
-#if defined(__GNUC__) && __GNUC__ >= 12 && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__)
-#define COMPANION_CPU_SIMD \
-  __attribute__((noinline, target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#elif defined(__GNUC__) || defined(__clang__)
-#define COMPANION_CPU_SIMD __attribute__((noinline))
-#else
-#define COMPANION_CPU_SIMD
-#endif
-
-#if defined(__CUDACC__)
-#define COMPANION_INLINE __forceinline__
-#elif defined(__GNUC__)
-#define COMPANION_INLINE inline __attribute__((always_inline))
-#else
-#define COMPANION_INLINE inline
-#endif
+// The vectorized CPU loops below are COMPANION_CPU_SIMD (portability.h): out of line and, with GCC on
+// x86-64, cloned for AVX-512 / AVX2+FMA / baseline SSE2. Measured on this repo's 2-core AVX-512 machine,
+// one thread, x [512, 32000] float32: 3.6 ns/value (SSE2 clone), 1.1 ns/value (x86-64-v4 clone). The loops
+// only vectorize with -fno-trapping-math (set in setup.py); without it they are correct but scalar.
 
 namespace companion {
 

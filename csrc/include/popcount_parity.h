@@ -7,8 +7,8 @@
 // in the last word are always 0.
 //
 // Sampling: the bits of row r (the r-th example of the stream for `seed`) are 32-bit blocks
-//   block(seed, r, j) = mix32(row_key(seed_key(seed), r) ^ mix32(j + 0xC2B2AE35)),
-// mix32 being Wellons' "lowbias32" integer hash (a bijection of uint32). Word w of the row is
+//   block(seed, r, j) = lowbias32(row_key(seed_key(seed), r) ^ lowbias32(j + 0xC2B2AE35)),
+// lowbias32 being Wellons' integer hash of counter_hash.h (a bijection of uint32). Word w of the row is
 // block(2w) | block(2w + 1) << 32. Every value depends only on (seed, r, j), so CPU, CUDA and the
 // pure-PyTorch reference (common/ops/sparse_parity.py) produce the same bits, and a batch is the same
 // whatever the thread count or the batch split.
@@ -20,59 +20,34 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define PARITY_HD __host__ __device__
-#else
-#define PARITY_HD
-#endif
-
-#if defined(__CUDACC__)
-#define PARITY_INLINE __forceinline__
-#elif defined(__GNUC__)
-#define PARITY_INLINE inline __attribute__((always_inline))
-#else
-#define PARITY_INLINE inline
-#endif
-
-// Same policy as online_logsumexp.h: out-of-line loops cloned for AVX-512 / AVX2 / baseline, picked at load.
-#if defined(__GNUC__) && __GNUC__ >= 12 && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__)
-#define PARITY_CPU_SIMD __attribute__((noinline, target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#elif defined(__GNUC__) || defined(__clang__)
-#define PARITY_CPU_SIMD __attribute__((noinline))
-#else
-#define PARITY_CPU_SIMD
-#endif
+#include "counter_hash.h"  // lowbias32
+#include "portability.h"
 
 namespace companion {
 namespace parity {
 
 // Words per packed row of n coordinates.
-PARITY_HD PARITY_INLINE int64_t words_for(int64_t n) { return (n + 63) / 64; }
+COMPANION_HD COMPANION_INLINE int64_t words_for(int64_t n) { return (n + 63) / 64; }
 
 // ----------------------------------------------------------------------------------- counter-based bits
 
-// lowbias32 (C. Wellons, "Prospecting for hash functions", 2018): bias 0.17 from the ideal avalanche.
-PARITY_HD PARITY_INLINE uint32_t mix32(uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7feb352dU;
-  x ^= x >> 15;
-  x *= 0x846ca68bU;
-  x ^= x >> 16;
-  return x;
+// The 32-bit hash is lowbias32 of counter_hash.h (C. Wellons, "Prospecting for hash functions", 2018:
+// bias 0.17 from the ideal avalanche), the same function that keys the gradient-projection signs.
+COMPANION_HD COMPANION_INLINE uint32_t seed_key(uint64_t seed) {
+  return lowbias32(lowbias32(static_cast<uint32_t>(seed) ^ 0x9E3779B9U) ^ static_cast<uint32_t>(seed >> 32));
 }
 
-PARITY_HD PARITY_INLINE uint32_t seed_key(uint64_t seed) {
-  return mix32(mix32(static_cast<uint32_t>(seed) ^ 0x9E3779B9U) ^ static_cast<uint32_t>(seed >> 32));
+COMPANION_HD COMPANION_INLINE uint32_t row_key(uint32_t key, uint64_t row) {
+  return lowbias32(lowbias32(key ^ static_cast<uint32_t>(row)) ^ static_cast<uint32_t>(row >> 32) ^
+                   0x85EBCA6BU);
 }
 
-PARITY_HD PARITY_INLINE uint32_t row_key(uint32_t key, uint64_t row) {
-  return mix32(mix32(key ^ static_cast<uint32_t>(row)) ^ static_cast<uint32_t>(row >> 32) ^ 0x85EBCA6BU);
+COMPANION_HD COMPANION_INLINE uint32_t row_block(uint32_t rkey, uint32_t j) {
+  return lowbias32(rkey ^ lowbias32(j + 0xC2B2AE35U));
 }
-
-PARITY_HD PARITY_INLINE uint32_t row_block(uint32_t rkey, uint32_t j) { return mix32(rkey ^ mix32(j + 0xC2B2AE35U)); }
 
 // Word w of a row (n coordinates): 64 coordinates, the bits at or beyond n cleared.
-PARITY_HD PARITY_INLINE uint64_t row_word(uint32_t rkey, int64_t w, int64_t n) {
+COMPANION_HD COMPANION_INLINE uint64_t row_word(uint32_t rkey, int64_t w, int64_t n) {
   const uint64_t lo = row_block(rkey, static_cast<uint32_t>(2 * w));
   const uint64_t hi = row_block(rkey, static_cast<uint32_t>(2 * w + 1));
   uint64_t word = lo | (hi << 32);
@@ -83,7 +58,7 @@ PARITY_HD PARITY_INLINE uint64_t row_word(uint32_t rkey, int64_t w, int64_t n) {
 
 // popcount(v) & 1 by xor-folding: branch-free shifts and xors that vectorize on any SIMD level (a vector
 // popcount needs AVX-512 VPOPCNTDQ, which the dev machine lacks).
-PARITY_HD PARITY_INLINE uint64_t parity64(uint64_t v) {
+COMPANION_HD COMPANION_INLINE uint64_t parity64(uint64_t v) {
   v ^= v >> 32;
   v ^= v >> 16;
   v ^= v >> 8;
@@ -101,13 +76,13 @@ PARITY_HD PARITY_INLINE uint64_t parity64(uint64_t v) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-PARITY_INLINE uint64_t double_bits(double x) { return __builtin_bit_cast(uint64_t, x); }
-PARITY_INLINE double bits_double(uint64_t x) { return __builtin_bit_cast(double, x); }
+COMPANION_INLINE uint64_t double_bits(double x) { return __builtin_bit_cast(uint64_t, x); }
+COMPANION_INLINE double bits_double(uint64_t x) { return __builtin_bit_cast(double, x); }
 
 // sign_bits[i] = parity(x & mask) << 63 over one block, with x stored word-major: xT[w * stride + i].
-PARITY_CPU_SIMD inline void parity_sign_bits(const uint64_t* __restrict__ xT, int64_t stride, int64_t W,
-                                             const uint64_t* __restrict__ mask, int64_t len,
-                                             uint64_t* __restrict__ sign_bits) {
+COMPANION_CPU_SIMD inline void parity_sign_bits(const uint64_t* __restrict__ xT, int64_t stride, int64_t W,
+                                                const uint64_t* __restrict__ mask, int64_t len,
+                                                uint64_t* __restrict__ sign_bits) {
   {
     const uint64_t m = mask[0];
 #pragma omp simd
@@ -125,8 +100,8 @@ PARITY_CPU_SIMD inline void parity_sign_bits(const uint64_t* __restrict__ xT, in
 
 // sum_i chi_i * f[i] with chi_i = -1 where sign_bits[i] is set: the sign bit of the double is flipped,
 // so every term is exact and only the sum rounds (SIMD lanes hold partial sums).
-PARITY_CPU_SIMD inline double signed_sum(const double* __restrict__ f, const uint64_t* __restrict__ sign_bits,
-                                         int64_t len) {
+COMPANION_CPU_SIMD inline double signed_sum(const double* __restrict__ f, const uint64_t* __restrict__ sign_bits,
+                                            int64_t len) {
   double s = 0.0;
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < len; ++i) s += bits_double(double_bits(f[i]) ^ sign_bits[i]);
@@ -135,8 +110,8 @@ PARITY_CPU_SIMD inline double signed_sum(const double* __restrict__ f, const uin
 
 // The one-word case (n <= 64) of parity_sign_bits + signed_sum fused into one pass, sign bits kept in
 // registers: measured 2.1x faster than the two passes (n = 50, N = 2^14, 1376 subsets).
-PARITY_CPU_SIMD inline double signed_sum_one_word(const uint64_t* __restrict__ x, uint64_t mask,
-                                                  const double* __restrict__ f, int64_t len) {
+COMPANION_CPU_SIMD inline double signed_sum_one_word(const uint64_t* __restrict__ x, uint64_t mask,
+                                                     const double* __restrict__ f, int64_t len) {
   double s = 0.0;
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < len; ++i) s += bits_double(double_bits(f[i]) ^ (parity64(x[i] & mask) << 63));
@@ -144,8 +119,8 @@ PARITY_CPU_SIMD inline double signed_sum_one_word(const uint64_t* __restrict__ x
 }
 
 // acc[i] += chi_i * g (the transposed product, for the gradient with respect to f).
-PARITY_CPU_SIMD inline void signed_axpy(double g, const uint64_t* __restrict__ sign_bits, double* __restrict__ acc,
-                                        int64_t len) {
+COMPANION_CPU_SIMD inline void signed_axpy(double g, const uint64_t* __restrict__ sign_bits, double* __restrict__ acc,
+                                           int64_t len) {
   const uint64_t gb = double_bits(g);
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) acc[i] += bits_double(gb ^ sign_bits[i]);
@@ -178,14 +153,14 @@ struct Simd {
   typedef T vec __attribute__((vector_size(kVecBytes)));
   static constexpr int kLanes = kVecBytes / sizeof(T);
   static constexpr int kChunk = kLanes * kChunkVectors;  // HC
-  static PARITY_INLINE vec load(const T* p) {
+  static COMPANION_INLINE vec load(const T* p) {
     vec v;
     memcpy(&v, p, sizeof(vec));
     return v;
   }
-  static PARITY_INLINE void store(T* p, vec v) { memcpy(p, &v, sizeof(vec)); }
-  static PARITY_INLINE vec splat(T x) { return vec{} + x; }
-  static PARITY_INLINE T hsum(vec v) {
+  static COMPANION_INLINE void store(T* p, vec v) { memcpy(p, &v, sizeof(vec)); }
+  static COMPANION_INLINE vec splat(T x) { return vec{} + x; }
+  static COMPANION_INLINE T hsum(vec v) {
     T s = T(0);
     for (int l = 0; l < kLanes; ++l) s += v[l];
     return s;
@@ -194,8 +169,8 @@ struct Simd {
 
 // T [G, 16, HC] for the chunk; columns j >= hc and coordinates i >= n are zero.
 template <typename T>
-PARITY_CPU_SIMD void build_tables(const T* __restrict__ w1t, int64_t H, int64_t n, int64_t G,
-                                  const T* __restrict__ b1, int64_t hc, T* __restrict__ table) {
+COMPANION_CPU_SIMD void build_tables(const T* __restrict__ w1t, int64_t H, int64_t n, int64_t G,
+                                     const T* __restrict__ b1, int64_t hc, T* __restrict__ table) {
   constexpr int HC = Simd<T>::kChunk;
   for (int64_t g = 0; g < G; ++g) {
     T col[kNibble][HC];  // the nibble's 4 rows of W1t, zero padded
@@ -229,8 +204,8 @@ inline void pad_w2(const T* __restrict__ w2, int64_t H, int64_t C, int64_t hc, T
 
 // z for sample b: the sum of its G table rows. nb holds the sample's nibble offsets (pattern * HC).
 template <typename T>
-PARITY_INLINE void gather_z(const T* __restrict__ table, const uint16_t* __restrict__ nb, int64_t G,
-                            typename Simd<T>::vec (&z)[kChunkVectors]) {
+COMPANION_INLINE void gather_z(const T* __restrict__ table, const uint16_t* __restrict__ nb, int64_t G,
+                               typename Simd<T>::vec (&z)[kChunkVectors]) {
   using S = Simd<T>;
   constexpr int HC = S::kChunk;
   for (int v = 0; v < kChunkVectors; ++v) z[v] = S::load(table + nb[0] + v * S::kLanes);
@@ -243,9 +218,9 @@ PARITY_INLINE void gather_z(const T* __restrict__ table, const uint16_t* __restr
 // Forward of one chunk for samples [0, B): acc[b, c, :] += W2[c, chunk] * relu(z[b, chunk]) as lane vectors
 // (acc [B, C, lanes], summed across lanes once per task, not once per chunk).
 template <typename T>
-PARITY_CPU_SIMD void forward_chunk(const T* __restrict__ table, const uint16_t* __restrict__ nib, int64_t B,
-                                   int64_t G, const T* __restrict__ w2pad, int64_t C,
-                                   T* __restrict__ acc) {
+COMPANION_CPU_SIMD void forward_chunk(const T* __restrict__ table, const uint16_t* __restrict__ nib, int64_t B,
+                                      int64_t G, const T* __restrict__ w2pad, int64_t C,
+                                      T* __restrict__ acc) {
   using S = Simd<T>;
   using vec = typename S::vec;
   constexpr int HC = S::kChunk;
@@ -301,12 +276,12 @@ inline void bucket_order(const uint16_t* __restrict__ nib, int64_t X, int64_t B,
 // (store-bound; measured 15.7 ms against 6.1 ms for the forward, one thread, E = 16, n = 50, H = 1000,
 // B = 512).
 template <typename T>
-PARITY_CPU_SIMD void backward_chunk(const T* __restrict__ table, const uint16_t* __restrict__ nib, int64_t B,
-                                    int64_t G, int64_t n, const T* __restrict__ w2pad, int64_t H, int64_t C,
-                                    int64_t hc, const T* __restrict__ grad, const int32_t* __restrict__ order,
-                                    const int32_t* __restrict__ starts, T* __restrict__ gh_block,
-                                    T* __restrict__ buckets, T* __restrict__ acc2, T* __restrict__ gw1t,
-                                    T* __restrict__ gb1, T* __restrict__ gw2) {
+COMPANION_CPU_SIMD void backward_chunk(const T* __restrict__ table, const uint16_t* __restrict__ nib, int64_t B,
+                                       int64_t G, int64_t n, const T* __restrict__ w2pad, int64_t H, int64_t C,
+                                       int64_t hc, const T* __restrict__ grad, const int32_t* __restrict__ order,
+                                       const int32_t* __restrict__ starts, T* __restrict__ gh_block,
+                                       T* __restrict__ buckets, T* __restrict__ acc2, T* __restrict__ gw1t,
+                                       T* __restrict__ gb1, T* __restrict__ gw2) {
   using S = Simd<T>;
   using vec = typename S::vec;
   constexpr int HC = S::kChunk, L = S::kLanes, NV = kChunkVectors;
