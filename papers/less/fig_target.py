@@ -178,5 +178,8 @@ FIGURE = Figure(
     claims=claims,
     expected="LESS 5% well above random 5% and at or above the full pool, which holds the buggy additions.",
     threads=1,  # small models: threads cost more than they give
-    asserted_at_quick=("less.target.sanity_held_out", "less.target.beats_random"),
+    # Asserted at quick: the held-out sanity check only. Over seeds 0-4 (tests/quick_claims_over_seeds.py)
+    # LESS - random was +0.11, +0.11, -0.07, -0.01, +0.07 (threshold 0.10): the 50-example selection of a
+    # 1000-example pool is too noisy at quick to assert; the default scale is where the claim is judged.
+    asserted_at_quick=("less.target.sanity_held_out",),
 )

@@ -109,5 +109,6 @@ FIGURE = Figure(
     claims=claims,
     expected="LESS-T well above random 5%, close to LESS with the larger model's own gradients.",
     threads=1,  # small models: threads cost more than they give
-    asserted_at_quick=("less.transfer.beats_random",),
+    # Nothing asserted at quick: over seeds 0-4 LESS-T - random was +0.11, +0.17, +0.07, +0.03, -0.01
+    # (threshold 0.10), too noisy at 50 selected examples; judged at the default scale.
 )
