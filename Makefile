@@ -20,6 +20,7 @@ figures: $(BUILT)
 	echo "report: results/index.html"; exit $$status
 
 test: $(BUILT) lint
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "chromium unavailable: the browser test will skip"
 	$(BIN)/python -m pytest -q
 
 lint: $(INSTALLED)

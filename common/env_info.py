@@ -31,6 +31,20 @@ def git_sha() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name ("model name" in /proc/cpuinfo on Linux, else platform.processor()), or
+    'unknown'. Another CPU picks other MKL/oneDNN kernels, so results record it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def environment(device: str = "cpu") -> dict[str, Any]:
     """A JSON-able description of the software and hardware a result was produced on."""
     import numpy
@@ -41,6 +55,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "numpy": numpy.__version__,

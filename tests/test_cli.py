@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from common.configs import Count, Positive, Scale
 from papers.momentum import PAPER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -149,3 +151,232 @@ def test_list_into_a_closed_pipe_ends_quietly():
     )  # fmt: skip
     assert result.stdout.startswith("Papers:")
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# --version, choices, config, --dry-run, list times, --json, --strict
+# ---------------------------------------------------------------------------------------------------------
+def test_version_prints_package_version_and_git_sha():
+    from common.cli import package_version
+    from common.env_info import git_sha
+
+    result = companion("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"companion {package_version()} (git {git_sha()})"
+    assert package_version() != "unknown"
+
+
+def test_fixed_values_are_choices_in_help_and_errors():
+    help_text = companion("reproduce", "--help").stdout
+    assert "{quick,default,paper}" in help_text and "{cpu,cuda}" in help_text and "--dry-run" in help_text
+    assert "{cpu,cuda}" in companion("bench", "--help").stdout
+    unknown = companion("frobnicate")
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
+    assert "unknown command 'frobnicate'; valid commands: list, config, reproduce" in unknown.stderr
+
+
+def test_config_prints_each_field_with_value_type_range_and_meaning():
+    result = companion("config", "momentum", "fig_weak_error", "--set", "mc_paths=30")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("momentum/fig_weak_error [quick] WeakErrorConfig, config hash ")
+    row = next(line for line in lines if line.split()[:1] == ["mc_paths"])
+    assert row.split()[1:3] == ["30", "int"] and "an integer >= 2" in row
+    assert "standard errors use ddof = 1" in row  # the meaning, from the declaration's comment
+    alphas = next(line for line in lines if line.split()[:1] == ["alphas"])
+    assert "tuple[float, ...]" in alphas and "each: a number in [0, 1)" in alphas
+
+    doc = json.loads(companion("config", "momentum", "fig_weak_error", "--scale", "default", "--json").stdout)
+    assert doc["scale"] == "default" and doc["config_type"] == "WeakErrorConfig"
+    by_name = {f["name"]: f for f in doc["fields"]}
+    assert by_name["seed"] == {
+        "name": "seed", "value": 0, "type": "int", "range": "an integer >= 0", "meaning": ""
+    }  # fmt: skip
+    bad = companion("config", "momentum", "fig_weak_error", "--set", "mc_paths=1")
+    assert bad.returncode == 2 and "an integer >= 2" in bad.stderr and not bad.stdout
+
+
+@dataclass(frozen=True)
+class Documented:
+    """A toy config.
+
+    lr: the step size (from the docstring)
+    """
+
+    steps: Count = field(default=3, metadata={"help": "optimizer steps"})  # not this comment
+    lr: Positive = 0.1  # not this comment either
+    width: Count = 8  # hidden units
+    depth: Count = 2
+
+
+def test_config_meaning_prefers_metadata_then_docstring_then_comment():
+    from common.cli import describe_config
+
+    rows = {r["name"]: r for r in describe_config(Documented())}
+    assert rows["steps"]["meaning"] == "optimizer steps"
+    assert rows["lr"]["meaning"] == "the step size (from the docstring)"
+    assert rows["width"]["meaning"] == "hidden units"
+    assert rows["depth"]["meaning"] == "" and rows["lr"]["range"] == "a number > 0"
+
+
+@dataclass(frozen=True)
+class ToyCfg:
+    units: Count = 2
+    seed: int = 0
+
+
+def _toy_paper(calls: list[str]):
+    from common.claims import Claim
+    from common.experiment import Figure, Paper
+
+    def run(config, ctx):
+        calls.append("run")
+        print("a figure that prints to stdout")  # --json must keep this off stdout
+        return {"v": [ctx.part(f"u{i}", lambda i=i: {"x": i})["x"] for i in range(config.units)]}
+
+    def plot(data, out_dir):
+        (out_dir / "plot.txt").write_text(str(data))
+        return ["plot.txt"]
+
+    def claims(data, config):
+        return [Claim.check("sum", "sum >= 0", sum(data["v"]), ">=", 0.0)]
+
+    configs = {Scale.QUICK: ToyCfg(), Scale.DEFAULT: ToyCfg(units=3)}
+    figure = Figure("toy", "Toy", "Fig. 0", configs, run, plot, claims)
+    paper = Paper("toy_paper", "Toy", "A", "V", "0")
+    object.__setattr__(paper, "figures", lambda: [figure])
+    return paper, figure
+
+
+def test_dry_run_would_skip_agrees_with_run_figure(tmp_path):
+    from common.cli import plan_figure
+    from common.experiment import run_figure
+
+    calls: list[str] = []
+    paper, figure = _toy_paper(calls)
+
+    def both(**kw):
+        plan = plan_figure(paper, figure, Scale.QUICK, results=tmp_path, **kw)
+        before = len(calls)
+        result = run_figure(paper, figure, Scale.QUICK, results=tmp_path, show_progress=False, **kw)
+        assert result.skipped == plan["would_skip"] == (len(calls) == before), (plan, result)
+        return plan
+
+    first = both()
+    assert first["reason"] == "no complete results" and first["estimated_seconds"] is None
+    second = both()
+    assert second["would_skip"] and second["config_hash"] == first["config_hash"]
+    done = json.loads((tmp_path / "toy_paper" / "quick" / "toy" / "done.json").read_text())
+    assert done["config_hash"] == first["config_hash"] and second["estimated_seconds"] == done["seconds"]
+    changed = both(overrides=["units=3"])
+    assert not changed["would_skip"] and "another config" in changed["reason"]
+    assert not both(overrides=["units=3"], force=True)["would_skip"]
+    assert both(overrides=["units=3"])["would_skip"]
+    assert not both(seed=1)["would_skip"]  # the seed is part of the config
+    (tmp_path / "toy_paper" / "quick" / "toy" / "plot.txt").write_text("edited")
+    corrupted = both(seed=1)
+    assert not corrupted["would_skip"] and "do not verify" in corrupted["reason"]
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    text = companion("reproduce", "momentum", "--dry-run", "--out", str(tmp_path))
+    assert text.returncode == 0, text.stderr
+    assert "would run (no complete results); estimated unknown" in text.stdout
+    doc = json.loads(companion("reproduce", "momentum", "--dry-run", "--json", "--out", str(tmp_path)).stdout)
+    assert doc["dry_run"] and [s["figure"] for s in doc["plan"]] == [f.name for f in PAPER.figures()]
+    assert all(not s["would_skip"] and s["estimated_seconds"] is None for s in doc["plan"])
+    assert all(len(s["config_hash"]) == 16 for s in doc["plan"])
+    assert not any(tmp_path.iterdir())
+
+
+def test_list_shows_measured_times_and_json(tmp_path):
+    done = tmp_path / "momentum" / "quick" / "fig_weak_error" / "done.json"
+    done.parent.mkdir(parents=True)
+    done.write_text(json.dumps({"seconds": 12.5}))
+    slow = tmp_path / "momentum" / "default" / "fig_weak_error" / "done.json"
+    slow.parent.mkdir(parents=True)
+    slow.write_text(json.dumps({"seconds": 300.0}))
+    text = companion("list", "--out", str(tmp_path)).stdout
+    row = next(line for line in text.splitlines() if "fig_weak_error" in line)
+    assert "measured: quick 12.5 s, default 5.0 min" in row
+    doc = json.loads(companion("list", "--json", "--out", str(tmp_path)).stdout)
+    momentum = next(p for p in doc["papers"] if p["key"] == "momentum")
+    weak = next(f for f in momentum["figures"] if f["name"] == "fig_weak_error")
+    assert weak["measured_seconds"] == {"quick": 12.5, "default": 300.0}
+    assert {c["paper"] for c in doc["checks"]} >= {"momentum"} and "logsumexp" in doc["benchmarks"]
+    assert next(p for p in doc["papers"] if p["key"] == "muse")["status"] == "planned"
+
+
+def test_reproduce_json_is_the_only_thing_on_stdout(tmp_path, monkeypatch, capfd):
+    from common import cli, registry
+
+    calls: list[str] = []
+    paper, _ = _toy_paper(calls)
+    monkeypatch.setattr(registry, "paper", lambda key: paper)
+    code = cli.main(["reproduce", "toy_paper", "--json", "--out", str(tmp_path)])
+    out, err = capfd.readouterr()
+    doc = json.loads(out)
+    assert code == 0 and doc["exit_code"] == 0 and doc["claims_failed"] == 0
+    [fig] = doc["figures"]
+    assert fig["figure"] == "toy" and not fig["skipped"] and fig["claims"][0]["state"] == "pass"
+    assert "a figure that prints to stdout" in err
+    assert cli.main(["reproduce", "toy_paper", "--json", "--out", str(tmp_path)]) == 0
+    assert json.loads(capfd.readouterr().out)["figures"][0]["skipped"]
+
+
+def test_verify_json_and_exit_code(tmp_path, monkeypatch, capfd):
+    from common import cli, registry
+    from common.claims import Claim
+    from common.experiment import Check
+
+    def noisy():
+        print("a check that prints")
+        return [Claim.check("c", "s", 0.0, ">=", 1.0)]
+
+    check = Check("toy_check", "toy_paper", "Toy", "Thm. 0", noisy)
+    monkeypatch.setattr(registry, "checks", lambda: [check])
+    code = cli.main(["verify", "toy_check", "--json", "--out", str(tmp_path)])
+    out, err = capfd.readouterr()
+    doc = json.loads(out)
+    assert code == 1 and doc["claims_failed"] == 1 and doc["checks"][0]["claims"][0]["state"] == "fail"
+    assert "a check that prints" in err and (tmp_path / "checks" / "toy_check.json").exists()
+
+
+def test_report_strict_exits_1_when_a_claim_failed(tmp_path, capsys):
+    from common import cli
+    from common.atomic import atomic_write_json
+    from common.claims import Claim
+
+    assert cli.main(["report", "--strict", "--out", str(tmp_path)]) == 0  # nothing failed (nothing ran)
+    failing = Claim.check("c", "s", 0.0, ">=", 1.0)
+    record = {"name": "x", "paper": "momentum", "title": "X", "statement_ref": "Thm", "seconds": 0.1}
+    atomic_write_json(tmp_path / "checks" / "x.json", {**record, "claims": [failing.to_dict()]})
+    assert cli.main(["report", "--out", str(tmp_path)]) == 0  # without --strict a failed claim is a result
+    assert cli.main(["report", "--strict", "--out", str(tmp_path)]) == 1
+    assert "claims failed: 1" in capsys.readouterr().out
+
+
+def test_bench_strict_exits_1_when_a_target_is_missed(tmp_path, monkeypatch, capsys):
+    from common import cli
+
+    bench_dir = tmp_path / "benchmarks"
+    bench_dir.mkdir()
+    (bench_dir / "bench_fake.py").write_text(
+        "import json, pathlib, os\n"
+        "def main(out_dir, quick=False, device='cpu'):\n"
+        "    out = pathlib.Path(out_dir); out.mkdir(parents=True, exist_ok=True)\n"
+        "    met = os.environ.get('FAKE_MET') == '1'\n"
+        "    data = {'targets': [{'name': 'fast enough', 'met': met}, {'name': 'small', 'met': True}]}\n"
+        "    (out / 'fake.json').write_text(json.dumps(data))\n"
+        "    return data\n"
+    )
+    (bench_dir / "bench_none.py").write_text("def main(out_dir, quick=False, device='cpu'):\n    return {}\n")
+    monkeypatch.setattr(cli, "BENCH_DIR", bench_dir)
+    out = str(tmp_path / "bench")
+    monkeypatch.setenv("FAKE_MET", "0")
+    assert cli.main(["bench", "fake", "--out", out]) == 0  # reported, not enforced
+    assert "target MISSED: fast enough" in capsys.readouterr().out
+    assert cli.main(["bench", "fake", "--strict", "--out", out]) == 1
+    assert cli.main(["bench", "none", "--strict", "--out", out]) == 0  # no targets: nothing to miss
+    monkeypatch.setenv("FAKE_MET", "1")
+    assert cli.main(["bench", "all", "--strict", "--out", out]) == 0
