@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common.configs import ConfigError, Scale, _is_union, _strip_annotated, config_hash, parse_scale
+from common.configs import ConfigError, Scale, _is_union, _strip_annotated, parse_scale
 from common.experiment import (
     DEFAULT_RESULTS,
     DONE,
@@ -43,6 +43,7 @@ from common.experiment import (
     is_writer,
     run_check,
     run_figure,
+    run_hash,
     verified_done,
 )
 
@@ -413,11 +414,6 @@ def describe_config(config: Any, prefix: str = "") -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def run_hash(figure: Figure, config: Any, device: str) -> str:
-    """The hash `run_figure` keys a figure's results with (same config, device and declared threads)."""
-    return config_hash(config, {"device": device, "threads": figure.threads})
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -307,6 +307,11 @@ def load_done(out_dir: Path) -> dict[str, Any] | None:
     return verified_done(out_dir)[0]
 
 
+def run_hash(figure: Figure, config: Any, device: str) -> str:
+    """The hash a figure's results are keyed with: its config, the device and its declared threads."""
+    return config_hash(config, {"device": device, "threads": figure.threads})
+
+
 def run_figure(
     paper: Paper,
     figure: Figure,
@@ -321,7 +326,7 @@ def run_figure(
 ) -> FigureResult:
     """Run (or skip, when complete and intact for the same config) one figure; returns its claims."""
     config = figure.config_for(scale, seed, overrides)
-    digest = config_hash(config, {"device": device, "threads": figure.threads})
+    digest = run_hash(figure, config, device)
     out_dir = figure_dir(results, paper.key, scale, figure.name)
     done, problem = verified_done(out_dir)
     if problem is not None:
