@@ -18,6 +18,11 @@ One optimizer step ("step") consumes `grad_accum` micro-batches; `cfg.steps` ste
 Checkpoints (model, optimizer, scheduler, step, RNG states of every rank, history, config) are written by
 rank 0 with `common.atomic.atomic_write_with` every `checkpoint_every` steps and at the end; `train` resumes
 from the newest one in `checkpoint_dir`.
+
+Callbacks run after every step (evaluation, in-memory snapshots, sampling). A callback may end the run early
+by setting `StepInfo.stop = True` (e.g. once an evaluation reaches its target): training ends after that
+step, which is logged in the history like the last step of a full run and, with a `checkpoint_dir`,
+checkpointed as final, so that a rerun returns at once instead of training on.
 """
 
 from __future__ import annotations
@@ -175,7 +180,10 @@ class StepInfo:
     """Passed to each callback after every optimizer step (and after that step's checkpoint is written).
 
     step: the number of updates done (1..cfg.steps); model: the unwrapped model (not the DDP wrapper);
-    loss: the step's global loss when the step was logged, else None.
+    loss: the step's global loss when the step was logged, else None. stop: a callback sets it to True to
+    end training after this step (the module docstring says what that does). Under torchrun every rank must
+    set the same value, as it does when it decides from what every rank sees alike (an evaluation of the
+    model on fixed data); `train` does not communicate the flag, so that a step costs no extra collective.
     """
 
     step: int
@@ -184,6 +192,7 @@ class StepInfo:
     history: TrainHistory
     cfg: TrainConfig
     loss: float | None
+    stop: bool = False
 
 
 Callback = Callable[[StepInfo], None]
@@ -349,11 +358,13 @@ def _save_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     history: TrainHistory,
     cfg: TrainConfig,
+    stopped: bool = False,
 ) -> None:
     rng_states = _gather_rng_states()  # collective: every rank takes part
     if rank() == 0:
         payload = {
             "step": step,
+            "stopped": stopped,  # a callback ended the run here: resuming trains no further
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -378,7 +389,7 @@ def _load_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     cfg: TrainConfig,
-) -> tuple[int, TrainHistory]:
+) -> tuple[int, TrainHistory, bool]:
     # weights_only=False: the file holds numpy/python RNG states; it is our own checkpoint, not foreign input.
     payload = torch.load(path, map_location="cpu", weights_only=False)
     saved = TrainConfig(**payload["config"])
@@ -394,7 +405,8 @@ def _load_checkpoint(
     optimizer.load_state_dict(payload["optimizer"])  # also moves state to the params' device
     scheduler.load_state_dict(payload["scheduler"])
     _set_rng_state(payload["rng"][rank()])
-    return int(payload["step"]), TrainHistory.from_dict(payload["history"])
+    stopped = bool(payload.get("stopped", False))  # absent in checkpoints written before early stopping
+    return int(payload["step"]), TrainHistory.from_dict(payload["history"]), stopped
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -430,6 +442,8 @@ def train(
     final checkpoint makes a rerun return at once. The config must match the checkpoint's (apart from
     log_every and checkpoint_every).
 
+    Early stop: a callback that sets `info.stop = True` ends the run after that step (module docstring).
+
     Distributed: when launched by torchrun with WORLD_SIZE > 1, initialises the process group (gloo on CPU,
     nccl on CUDA) if needed, wraps the model in DistributedDataParallel and gives each rank its contiguous
     shard of the global batch (module docstring). Losses in the history are averaged over ranks; only rank
@@ -448,6 +462,7 @@ def train(
     scheduler = make_scheduler(optimizer, cfg)
     history = TrainHistory()
     start = 0
+    stopped = False
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt_dir is not None:
         if rank_ == 0:
@@ -456,7 +471,7 @@ def train(
         barrier()
         latest = latest_checkpoint(ckpt_dir)
         if latest is not None:
-            start, history = _load_checkpoint(latest, model, optimizer, scheduler, cfg)
+            start, history, stopped = _load_checkpoint(latest, model, optimizer, scheduler, cfg)
     if start == 0:
         _seed_everything(cfg.seed + rank_)
 
@@ -468,12 +483,28 @@ def train(
     else:
         net = model
 
+    end = start if stopped else cfg.steps  # a run a callback stopped is finished
     bar = None
-    if progress and rank_ == 0 and start < cfg.steps:
+    if progress and rank_ == 0 and start < end:
         bar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True)
 
+    def log(done: int, step_loss: torch.Tensor, lr_used: float, grad_norm: float) -> float:
+        """Record step `done` in the history; returns its global loss (a collective under torchrun)."""
+        step_loss /= cfg.grad_accum
+        if distributed:
+            dist.all_reduce(step_loss)
+            step_loss /= world
+        loss_value = float(step_loss)
+        history.step.append(done)
+        history.loss.append(loss_value)
+        history.lr.append(float(lr_used))
+        history.grad_norm.append(grad_norm)
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss_value:.4g}", lr=f"{lr_used:.3g}")
+        return loss_value
+
     try:
-        for step in range(start, cfg.steps):
+        for step in range(start, end):
             net.train()
             optimizer.zero_grad(set_to_none=True)
             step_loss = torch.zeros((), device=device, dtype=torch.float64)
@@ -502,17 +533,7 @@ def train(
             logged = done % cfg.log_every == 0 or done == cfg.steps
             loss_value = None
             if logged:
-                step_loss /= cfg.grad_accum
-                if distributed:
-                    dist.all_reduce(step_loss)
-                    step_loss /= world
-                loss_value = float(step_loss)
-                history.step.append(done)
-                history.loss.append(loss_value)
-                history.lr.append(float(lr_used))
-                history.grad_norm.append(grad_norm)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{loss_value:.4g}", lr=f"{lr_used:.3g}")
+                loss_value = log(done, step_loss, lr_used, grad_norm)
             if bar is not None:
                 bar.update(1)
 
@@ -530,6 +551,14 @@ def train(
                 for callback in callbacks:
                     callback(info)
                 _set_rng_state(saved_rng)
+                if info.stop and done < cfg.steps:
+                    if not logged:
+                        log(done, step_loss, lr_used, grad_norm)
+                    if ckpt_dir is not None:
+                        _save_checkpoint(
+                            ckpt_dir, done, model, optimizer, scheduler, history, cfg, stopped=True
+                        )
+                    break
     finally:
         if bar is not None:
             bar.close()

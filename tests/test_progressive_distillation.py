@@ -1,44 +1,45 @@
-"""Progressive distillation (Panigrahi et al., ICLR 2025): the exact-enumeration gradient check, the quick
-figures (claims that hold robustly at quick scale), config validation and the distillation schedules."""
+"""Progressive distillation (Panigrahi et al., ICLR 2025): the exact-enumeration gradient check, the shared
+teachers, config validation, the distillation schedules and the claims' bookkeeping. The claims that hold at
+quick scale (each figure's `asserted_at_quick`: figure 3's) are run by tests/test_quick_claims.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from common.configs import ConfigError, Scale, apply_overrides
-from common.experiment import load_done, run_figure
+from common.experiment import RunContext, load_done, run_figure
 from papers.progressive_distillation import (
     PAPER,
     fig_checkpoint_selection,
     fig_implicit_curriculum,
     fig_parity_acceleration,
     fig_pcfg,
+    parity,
     pcfg_mlm,
 )
 from papers.progressive_distillation.parity import (
     ParitySetup,
     StudentSpec,
+    Teachers,
+    TeacherSpec,
     censored_median,
     labels_only,
     lockstep,
     one_shot,
+    setup_of,
+    shared_teachers,
     train_students,
     train_teachers,
     two_shot,
 )
 from proofs_checks import progressive_distillation as check_module
 
-# Claims asserted at quick scale (the others are reported; see README for their measured values). Figures 1
-# and 2 train students for 10-14k steps (~1-2 min on 2 shared cores), over budget here, so the test runs
-# figure 3 only (which trains the quick teacher) and checks figure 2's bookkeeping on synthetic runs.
-ROBUST_AT_QUICK = {
-    "progressive_distillation.fig3.falls_back_d1",
-    "progressive_distillation.fig3.spike_d2",
-    "progressive_distillation.fig3.falls_back_d2",
-}
+PARITY_FIGURES = (fig_parity_acceleration, fig_checkpoint_selection, fig_implicit_curriculum)
 
 
 def _failed(claims) -> list[str]:
@@ -52,18 +53,65 @@ def test_population_gradient_check_passes(check):
     assert not _failed(claims), "\n".join(_failed(claims))
 
 
-def test_quick_curriculum_figure_and_robust_claims(tmp_path):
-    claims = []
-    for module in (fig_implicit_curriculum,):
-        result = run_figure(PAPER, module.FIGURE, Scale.QUICK, results=tmp_path, show_progress=False)
-        done = load_done(result.out_dir)
-        assert done is not None and all((result.out_dir / f).exists() for f in done["files"])
-        claims += result.claims
-    assert {c.id for c in claims} >= ROBUST_AT_QUICK
-    robust = [c for c in claims if c.id in ROBUST_AT_QUICK]
-    assert not _failed(robust), "\n".join(_failed(robust))
-    # the teachers were trained once and shared by both figures
-    assert len(list((tmp_path / PAPER.key / "_teachers").glob("teachers-*.pt"))) == 1
+def test_teacher_specs_hold_what_the_teachers_depend_on():
+    """The cache keys: every setup field but the student's (which the teachers never read), as the previous
+    per-figure cache keyed them; figures 1-3 of a scale share one parity teacher spec."""
+    student_only = {"student_width", "eval_every"}
+    assert set(TeacherSpec.__dataclass_fields__) == set(ParitySetup.__dataclass_fields__) - student_only
+    pcfg_fields = set(pcfg_mlm.PCFGSetup.__dataclass_fields__)
+    student_pcfg = {f for f in pcfg_fields if f.startswith("student_")} | {"eval_every"}
+    assert set(pcfg_mlm.TeacherSpec.__dataclass_fields__) == pcfg_fields - student_pcfg
+    for scale in Scale:
+        specs = {TeacherSpec.of(setup_of(m.CONFIGS[scale])) for m in PARITY_FIGURES}
+        assert len(specs) == 1, (scale, specs)
+        assert TeacherSpec.of(next(iter(specs)).setup()) == next(iter(specs))
+
+
+TINY = ["n=12", "k=3", "teacher_width=64", "student_width=8", "teacher_steps=300", "ckpt_every=50"]
+TINY += ["eval_size=300", "eval_every=50"]
+TINY_EXTRA = {
+    "fig_parity_acceleration": ["student_steps=200"],
+    "fig_checkpoint_selection": ["candidate_steps=100,200,300", "first_steps=50", "student_steps=200"],
+    "fig_implicit_curriculum": [],
+}
+
+
+def test_figures_train_the_teachers_once_in_the_shared_cache(tmp_path, monkeypatch):
+    """Figures 1-3 of one reproduce run (one results directory) train their teachers once, into
+    results/<paper>/_shared/, whose entry torch.load(weights_only=True) reads back to the same teachers."""
+    built: list[ParitySetup] = []
+
+    def counting(setup: ParitySetup) -> Teachers:
+        built.append(setup)
+        return train_teachers(setup)
+
+    monkeypatch.setattr(parity, "train_teachers", counting)
+    for module in PARITY_FIGURES:
+        overrides = TINY + TINY_EXTRA[module.FIGURE.name]
+        result = run_figure(
+            PAPER, module.FIGURE, Scale.QUICK, results=tmp_path, overrides=overrides, show_progress=False
+        )
+        assert not result.skipped and len(result.claims) in (2, 4)
+    assert len(built) == 1
+    entries = list((tmp_path / PAPER.key / "_shared").glob("parity_teachers-*"))
+    assert len(entries) == 1 and sorted(p.name for p in entries[0].iterdir()) == [
+        "artifact.pt",
+        "manifest.json",
+    ]
+    assert not list(tmp_path.rglob("_teachers"))  # the previous per-scale cache is gone
+    state = torch.load(entries[0] / "artifact.pt", weights_only=True)
+    loaded, fresh = Teachers.from_state(state), train_teachers(built[0])
+    assert loaded.ckpt_steps == fresh.ckpt_steps and np.array_equal(loaded.accuracy, fresh.accuracy)
+    assert all(
+        torch.equal(getattr(loaded, f), getattr(fresh, f)) for f in ("weight1", "bias1", "weight2", "bias2")
+    )
+    # another teacher field is another teacher: a second entry, trained afresh
+    setup = setup_of(fig_implicit_curriculum.FIGURE.config_for(Scale.QUICK, overrides=TINY))
+    ctx = RunContext(tmp_path / "elsewhere", shared_dir=tmp_path / PAPER.key / "_shared")
+    shared_teachers(ctx, dataclasses.replace(setup, student_width=3))  # a student field: the same entry
+    assert len(built) == 1
+    shared_teachers(ctx, dataclasses.replace(setup, teacher_steps=100))
+    assert len(built) == 2 and len(list(entries[0].parent.glob("parity_teachers-*"))) == 2
 
 
 def test_invalid_configs_fail_fast():
@@ -74,14 +122,16 @@ def test_invalid_configs_fail_fast():
         apply_overrides(cfg, ["k=40"])
     with pytest.raises(ConfigError, match="multiple of ckpt_every"):
         apply_overrides(cfg, ["teacher_steps=1001"])
-    with pytest.raises(ConfigError, match="positive int"):
+    with pytest.raises(ConfigError, match="student_width' = 0 is out of range"):  # the declared range
         apply_overrides(cfg, ["student_width=0"])
     with pytest.raises(ConfigError, match="lr"):
         apply_overrides(cfg, ["lr=-1"])
     with pytest.raises(ConfigError, match="probe_samples"):
         apply_overrides(fig_implicit_curriculum.CONFIGS[Scale.QUICK], ["probe_samples=10"])
-    with pytest.raises(ConfigError, match="before_acc"):
+    with pytest.raises(ConfigError, match="after_acc' = 0.5 is out of range"):
         apply_overrides(fig_implicit_curriculum.CONFIGS[Scale.QUICK], ["after_acc=0.5"])
+    with pytest.raises(ConfigError, match="before_acc < after_acc"):
+        apply_overrides(fig_implicit_curriculum.CONFIGS[Scale.QUICK], ["before_acc=0.9", "after_acc=0.8"])
     fig2 = fig_checkpoint_selection.CONFIGS[Scale.QUICK]
     with pytest.raises(ConfigError, match="candidate_steps must be multiples"):
         apply_overrides(fig2, ["candidate_steps=2000,2001"])
@@ -143,6 +193,14 @@ def test_schedules_and_student_pairing():
     out = train_students(setup, teachers, specs, steps=20, stop_when_all_reach=None)
     assert out["eval_steps"] == [0, 5, 10, 15, 20] and len(out["accuracy"]) == 3
     assert out["accuracy"][0][0] == out["accuracy"][1][0]  # same seed index: same init, same accuracy at 0
+    # early stop: the run ends at the first eval where every member has reached the target, and what it
+    # recorded until then is the unstopped run's
+    acc = np.maximum.accumulate(np.asarray(out["accuracy"]), axis=1)  # (E, evals): reached by each eval
+    target = float(acc[:, 2].min())
+    first = int(np.nonzero((acc >= target).all(axis=0))[0][0])
+    early = train_students(setup, teachers, specs, steps=20, stop_when_all_reach=target)
+    assert early["eval_steps"] == out["eval_steps"][: first + 1]
+    assert early["accuracy"] == [row[: first + 1] for row in out["accuracy"]]
     with pytest.raises(ValueError, match="StudentSpec.seed"):
         train_students(setup, teachers, [StudentSpec("x", 5, labels_only())], steps=5)
     assert censored_median([100.0, None, float("nan")], budget=1000) == 1000.0

@@ -248,6 +248,53 @@ def test_resume_after_interruption_is_exact(tmp_path):
     )
 
 
+def test_callback_can_stop_training_early(tmp_path):
+    """A callback that sets info.stop ends the run after that step: the parameters and history are those of
+    an uninterrupted run at that step, the stopping step is logged, and its checkpoint is final."""
+    cfg = dataclasses.replace(LM_CFG, log_every=4)
+    at_7: dict[str, torch.Tensor] = {}
+
+    def snapshot_at_7(info: StepInfo) -> None:
+        assert info.stop is False  # the default
+        if info.step == 7:
+            at_7["params"] = _flat(info.model).clone()
+
+    full = train(
+        _tiny_gpt(),
+        _lm_loss,
+        _lm_batch,
+        dataclasses.replace(cfg, log_every=1),
+        callbacks=[snapshot_at_7],
+        progress=False,
+    )
+    seen: list[int] = []
+
+    def stop_at_7(info: StepInfo) -> None:
+        seen.append(info.step)
+        info.stop = info.step == 7
+
+    ckpt = tmp_path / "ckpt"
+    model = _tiny_gpt()
+    hist = train(model, _lm_loss, _lm_batch, cfg, checkpoint_dir=ckpt, callbacks=[stop_at_7], progress=False)
+    assert seen == [1, 2, 3, 4, 5, 6, 7]
+    assert hist.step == [4, 7] and hist.loss == [full.loss[3], full.loss[6]]
+    assert torch.equal(_flat(model), at_7["params"])
+    assert sorted(p.name for p in ckpt.iterdir()) == ["step_00000007.pt"]
+    # A rerun finds the run finished: it loads the stopped state and trains no further.
+    again = GPT(TINY)
+    hist2 = train(
+        again,
+        _lm_loss,
+        _lm_batch,
+        cfg,
+        checkpoint_dir=ckpt,
+        callbacks=[lambda info: seen.append(-1)],
+        progress=False,
+    )
+    assert hist2 == hist and -1 not in seen
+    assert torch.equal(_flat(again), at_7["params"])
+
+
 def test_same_seed_same_numbers():
     runs = []
     for seed in (7, 7, 8):

@@ -33,8 +33,8 @@ from papers.progressive_distillation.parity import (
     ParitySetup,
     StudentSpec,
     setup_of,
+    shared_teachers,
     train_students,
-    train_teachers,
     two_shot,
 )
 
@@ -109,7 +109,7 @@ def phase_of(acc: float, config: Config) -> str:
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     setup = setup_of(config)
-    teachers = train_teachers(setup, cache_dir=ctx.out_dir.parent / "_teachers")
+    teachers = shared_teachers(ctx, setup)
     cand_idx = [teachers.ckpt_steps.index(s) for s in config.candidate_steps]
     specs = [
         StudentSpec(f"ckpt {step}", s, two_shot(teachers, i, config.first_steps), config.temperature)
@@ -228,4 +228,8 @@ FIGURE = Figure(
     expected="Students from candidates during the transition reach 95% in ~4-7k steps; candidates before "
     "or after take >= 2x longer or fail within the budget.",
     threads=1,  # tiny per-step work: threads cost more than they give
+    # Nothing asserted at quick: 5 students of up to 10k steps (~15 s unloaded, ~50 s on shared cores) on top
+    # of figure 1's teacher, and one seed whose margin is thin (0.45 vs <= 0.5). The tests check the phase and
+    # ratio bookkeeping on synthetic runs instead.
+    asserted_at_quick=(),
 )

@@ -35,8 +35,8 @@ from papers.progressive_distillation.parity import (
     lockstep,
     one_shot,
     setup_of,
+    shared_teachers,
     train_students,
-    train_teachers,
 )
 
 METHODS = ("labels", "one-shot tau=1", "one-shot tau=0", "progressive tau=1", "progressive tau=0")
@@ -96,7 +96,7 @@ def specs_for(teachers, seeds: int) -> list[StudentSpec]:
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     setup = setup_of(config)
-    teachers = train_teachers(setup, cache_dir=ctx.out_dir.parent / "_teachers")
+    teachers = shared_teachers(ctx, setup)
     students = ctx.part(
         "students",
         lambda: train_students(setup, teachers, specs_for(teachers, setup.seeds), config.student_steps),
@@ -204,4 +204,9 @@ FIGURE = Figure(
     "and one-shot take 2-3x longer "
     "or fail within the budget.",
     threads=1,  # tiny per-step work: threads cost more than they give
+    # Nothing asserted at quick: the students train for up to 14k steps (~45 s unloaded, 1-2 min on shared
+    # cores), too dear for the test suite that runs every asserted figure, and the quick margin is thin (0.46
+    # vs <= 0.5: one seed, failures counted at the budget). The claims are reported, and the tests check
+    # their bookkeeping on synthetic runs.
+    asserted_at_quick=(),
 )

@@ -49,9 +49,9 @@ from papers.progressive_distillation.pcfg_mlm import (
     lockstep,
     one_shot,
     setup_of,
+    shared_teacher,
     teacher_probe,
     train_student,
-    train_teacher,
     two_shot,
 )
 
@@ -141,7 +141,7 @@ CONFIGS = {
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     setup = setup_of(config)
-    teacher = train_teacher(setup, cache_dir=ctx.out_dir.parent / "_teachers")
+    teacher = shared_teacher(ctx, setup)
     candidate = transition_checkpoint(teacher.accuracy)
     schedules = {
         "labels": labels_only(),
@@ -359,4 +359,7 @@ FIGURE = Figure(
     expected="The progressive student reaches one-shot's final accuracy early; the teacher's short-window "
     "information rises before its long-context information.",
     threads=1,  # small models: threads cost more than they give
+    # Nothing asserted at quick: the 200-step quick teacher never leaves the unigram plateau, so every claim
+    # is red there (README); the tests run the quick figure and check that each claim is measured.
+    asserted_at_quick=(),
 )

@@ -1,30 +1,32 @@
 """Sparse-parity teachers and students for Panigrahi et al. 2025 (arXiv 2410.05464, section 3), on the shared
 ensemble-MLP kernels (common/ops/ensemble_mlp.py): every teacher seed, and every (seed, method) student, is
-one member of an `EnsembleMLP`, trained with plain SGD at a constant lr on fresh batches (one pass, as in the
-official scripts; our batch 32 and lr 0.1 replace their batch 1 and lr 0.005, reference notes section 3.4).
+one member of an `EnsembleMLP`, trained by `common.train.train` with plain SGD at a constant lr on fresh
+batches (one pass, as in the official scripts; our batch 32 and lr 0.1 replace their batch 1 and lr 0.005,
+reference notes section 3.4).
 
-- `train_teachers`: one wide teacher per seed, with checkpoints every `ckpt_every` steps kept in memory.
+- `train_teachers`: one wide teacher per seed, with checkpoints every `ckpt_every` steps kept in memory (a
+  callback); `shared_teachers` keeps them in the paper's shared-artifact cache, keyed by `TeacherSpec`, so
+  figures 1-3 train them once.
 - `train_students`: students whose target at each step is chosen by a `schedule` per member: the labels
   (cross-entropy), or a teacher checkpoint at a temperature (0 = the teacher's argmax, the paper's
   tau = 1e-20). Progressive distillation in lockstep uses, at student step t, the first checkpoint at or after
-  t (the official `ckpt_multiplier` m = 1); one-shot uses the final checkpoint throughout.
+  t (the official `ckpt_multiplier` m = 1); one-shot uses the final checkpoint throughout. An evaluation
+  callback stops the run once every student has reached the target (`StepInfo.stop`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from common.atomic import atomic_write_with
-from common.configs import ConfigError, Count, Index, Positive, config_to_dict
+from common.configs import ConfigError, Count, Index, Positive
+from common.experiment import RunContext
 from common.ops.ensemble_mlp import (
     EnsembleMLP,
     accuracy,
@@ -33,6 +35,7 @@ from common.ops.ensemble_mlp import (
     ensemble_mlp,
 )
 from common.ops.sparse_parity import sample
+from common.train import StepInfo, TrainConfig, train
 
 TARGET_ACCURACY = 0.95
 LABELS = "labels"
@@ -125,6 +128,14 @@ class Teachers:
     bias2: torch.Tensor  # (C, S, 2)
     accuracy: np.ndarray  # (C, S) held-out accuracy at each checkpoint
 
+    def to_state(self) -> dict[str, Any]:
+        """Tensors, lists and numbers only (what torch.load(weights_only=True) reads back)."""
+        return {**self.__dict__, "accuracy": torch.from_numpy(self.accuracy)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Teachers:
+        return cls(**{**state, "accuracy": np.array(state["accuracy"].numpy(), dtype=float)})
+
     def index_at_or_after(self, step: int) -> int:
         """Index of the first checkpoint at step >= `step` (the last checkpoint when none is)."""
         for i, s in enumerate(self.ckpt_steps):
@@ -152,48 +163,59 @@ class Teachers:
             )
 
 
-def _teacher_cache_key(setup: ParitySetup) -> str:
-    fields = {k: v for k, v in config_to_dict(setup).items() if k not in ("student_width", "eval_every")}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+# Both loops run on `common.train.train` (SGD at the constant lr; no momentum, no weight decay). Its batches
+# are rows first (train() moves and shards them along dim 0), so the ensemble's members-first tensors travel
+# transposed, [B, members, ...], and the loss transposes them back: a sum over the independent members of
+# each member's mean over its rows, which is linear in the rows as train()'s DDP contract asks.
 
 
-def train_teachers(setup: ParitySetup, cache_dir: Path | None = None) -> Teachers:
-    """Train one teacher per seed (one ensemble), checkpointing every `ckpt_every` steps.
+def _sgd(setup: ParitySetup, steps: int, log_every: int) -> TrainConfig:
+    return TrainConfig(optimizer="sgd", lr=setup.lr, steps=steps, log_every=log_every, seed=setup.seed)
 
-    With `cache_dir`, the checkpoints are stored as teachers-<hash of the teacher's config>.pt, so figures 1-3
-    (and a resumed run) train the same teachers once.
-    """
-    path = None if cache_dir is None else Path(cache_dir) / f"teachers-{_teacher_cache_key(setup)}.pt"
-    if path is not None and path.exists():
-        state = torch.load(path, weights_only=False)
-        return Teachers(**state)
+
+def _rows_first(t: torch.Tensor) -> torch.Tensor:
+    """[members, B, ...] -> [B, members, ...] (a view; `_members_first` undoes it exactly)."""
+    return t.transpose(0, 1)
+
+
+def _members_first(t: torch.Tensor) -> torch.Tensor:
+    return t.transpose(0, 1).contiguous()
+
+
+def _labels_loss(model: EnsembleMLP, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    x, y = (_members_first(t) for t in batch)  # (S, B, W), (S, B)
+    return cross_entropy_loss(model(x), y).sum()  # members are independent: sum = per-member gradients
+
+
+def train_teachers(setup: ParitySetup) -> Teachers:
+    """Train one teacher per seed (one ensemble), checkpointing every `ckpt_every` steps in memory.
+
+    Figures share them through `shared_teachers` (the shared-artifact cache)."""
     S = setup.seeds
     gen = torch.Generator().manual_seed(_data_seed(setup, 1))
     model = EnsembleMLP(S, setup.n, setup.teacher_width, 2, generator=gen)
-    opt = torch.optim.SGD(model.parameters(), lr=setup.lr)
     x_eval, y_eval = eval_set(setup)
     snaps: list[list[torch.Tensor]] = []
     accs: list[np.ndarray] = []
     steps: list[int] = []
 
-    def snapshot(step: int) -> None:
+    def snapshot(step: int, m: EnsembleMLP) -> None:
         with torch.no_grad():
-            snaps.append(
-                [p.detach().clone() for p in (model.weight1, model.bias1, model.weight2, model.bias2)]
-            )
-            accs.append(accuracy(model(x_eval), y_eval).numpy().astype(float))
+            snaps.append([p.detach().clone() for p in (m.weight1, m.bias1, m.weight2, m.bias2)])
+            accs.append(accuracy(m(x_eval), y_eval).numpy().astype(float))
         steps.append(step)
 
-    snapshot(0)
-    for step in range(setup.teacher_steps):
-        x, y = _batches(setup, stream=2, members=S, step=step)
-        loss = cross_entropy_loss(model(x), y).sum()  # members are independent: sum = per-member gradients
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if (step + 1) % setup.ckpt_every == 0:
-            snapshot(step + 1)
-    teachers = Teachers(
+    def checkpoint(info: StepInfo) -> None:
+        if info.step % setup.ckpt_every == 0:
+            snapshot(info.step, info.model)
+
+    def get_batch(step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(_rows_first(t) for t in _batches(setup, stream=2, members=S, step=step))
+
+    snapshot(0, model)
+    cfg = _sgd(setup, setup.teacher_steps, log_every=setup.ckpt_every)
+    train(model, _labels_loss, get_batch, cfg, callbacks=[checkpoint], progress=False)
+    return Teachers(
         ckpt_steps=steps,
         weight1=torch.stack([s[0] for s in snaps]),
         bias1=torch.stack([s[1] for s in snaps]),
@@ -201,10 +223,40 @@ def train_teachers(setup: ParitySetup, cache_dir: Path | None = None) -> Teacher
         bias2=torch.stack([s[3] for s in snaps]),
         accuracy=np.stack(accs),
     )
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_with(path, lambda h: torch.save(teachers.__dict__, h))
-    return teachers
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """Everything `train_teachers` depends on, and nothing else (not the student's width or eval cadence):
+    the key of the teachers in the shared-artifact cache. The fields are ParitySetup's, by name."""
+
+    n: int
+    k: int
+    teacher_width: int
+    batch: int
+    lr: float
+    teacher_steps: int
+    ckpt_every: int
+    eval_size: int
+    seeds: int
+    seed: int
+
+    @classmethod
+    def of(cls, setup: ParitySetup) -> TeacherSpec:
+        return cls(**{name: getattr(setup, name) for name in cls.__dataclass_fields__})
+
+    def setup(self) -> ParitySetup:
+        """A ParitySetup with these fields (the student's at their defaults: the teachers never read them)."""
+        return ParitySetup(**dataclasses.asdict(self))
+
+
+def shared_teachers(ctx: RunContext, setup: ParitySetup) -> Teachers:
+    """The teachers of `setup` from the paper's shared-artifact cache (`ctx.shared`), trained once for every
+    figure whose setup has the same `TeacherSpec` (figures 1-3 of one scale)."""
+    spec = TeacherSpec.of(setup)
+    return Teachers.from_state(
+        ctx.shared("parity_teachers", spec, lambda: train_teachers(spec.setup()).to_state())
+    )
 
 
 # ------------------------------------------------------------------------------------------- students
@@ -256,7 +308,8 @@ def train_students(
     """Train every spec as one ensemble member; returns eval steps and accuracy curves [E, evals].
 
     Members of the same seed index share their initialisation and every batch (paired comparisons). Training
-    stops early once every member has reached `stop_when_all_reach` held-out accuracy.
+    stops early once every member has reached `stop_when_all_reach` held-out accuracy (an evaluation
+    callback of `common.train.train` sets `StepInfo.stop`).
     """
     if not specs:
         raise ValueError("train_students needs at least one StudentSpec")
@@ -273,63 +326,82 @@ def train_students(
     with torch.no_grad():
         for p, q in zip(model.parameters(), base.parameters(), strict=True):
             p.copy_(q[seed_of])
-    opt = torch.optim.SGD(model.parameters(), lr=setup.lr)
     x_eval, y_eval = eval_set(setup)
     temps = sorted({sp.temperature for sp in specs})
     eval_steps: list[int] = []
     curves: list[np.ndarray] = []
     reached = np.zeros(E, dtype=bool)
-    cached_idx: tuple[int, ...] | None = None
-    w: tuple[torch.Tensor, ...] = ()
-    sd = back = torch.zeros(0, dtype=torch.long)
-    for step in range(steps + 1):
-        if step % setup.eval_every == 0 or step == steps:
-            with torch.no_grad():
-                acc = accuracy(model(x_eval), y_eval).numpy().astype(float)  # (E,)
-            eval_steps.append(step)
-            curves.append(acc)
-            reached |= acc >= (stop_when_all_reach or 2.0)
-            if stop_when_all_reach is not None and reached.all():
-                break
-        if step == steps:
-            break
+    # the distinct teachers of the current step's targets, recomputed only when some member moves on
+    current: dict[str, Any] = {"key": None}
+
+    def teacher_weights(key: tuple[int, ...]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+        if key != current["key"]:
+            assert teachers is not None, "a distillation schedule needs teachers"
+            # members that share (checkpoint, seed) see the same batch: run each distinct teacher once
+            pairs = sorted({(max(i, 0), sp.seed) for i, sp in zip(key, specs, strict=True)})
+            ck = torch.tensor([c for c, _ in pairs])
+            sd = torch.tensor([s for _, s in pairs])
+            back = torch.tensor([pairs.index((max(i, 0), sp.seed)) for i, sp in zip(key, specs, strict=True)])
+            w = (
+                teachers.weight1[ck, sd],
+                teachers.bias1[ck, sd],
+                teachers.weight2[ck, sd],
+                teachers.bias2[ck, sd],
+            )
+            current.update(key=key, w=w, sd=sd, back=back)
+        return current["w"], current["sd"], current["back"]
+
+    def get_batch(step: int, micro: int) -> dict[str, torch.Tensor]:
+        """Batch `step` with every member's target: its labels, or its teacher checkpoint's logits."""
         x_s, y_s = _batches(setup, stream=4, members=S, step=step)  # (S, B, W), (S, B)
         x, y = x_s[seed_of], y_s[seed_of]  # (E, B, W), (E, B)
         idx = [sp.schedule(step) for sp in specs]
-        logits = model(x)  # (E, B, 2)
+        is_label = torch.tensor([i is None for i in idx])
+        if bool(is_label.all()):
+            t_logits = torch.zeros(E, setup.batch, 2)
+        else:
+            w, sd, back = teacher_weights(tuple(-1 if i is None else i for i in idx))
+            with torch.no_grad():
+                t_logits = ensemble_mlp(x_s[sd], *w)[back]  # (U, B, 2) distinct teachers -> (E, B, 2)
+        return {
+            "x": _rows_first(x),
+            "y": _rows_first(y),
+            "teacher": _rows_first(t_logits),
+            "is_label": is_label.expand(setup.batch, E),  # (B, E): a row dimension for train() to shard
+        }
+
+    def loss_fn(net: EnsembleMLP, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x, y, t_logits = (_members_first(batch[k]) for k in ("x", "y", "teacher"))
+        is_label = batch["is_label"][0].tolist()
+        logits = net(x)  # (E, B, 2)
         loss = logits.new_zeros(())
-        is_label = [i is None for i in idx]
         if any(is_label):
             rows = torch.tensor([e for e in range(E) if is_label[e]])
             loss = loss + cross_entropy_loss(logits[rows], y[rows]).sum()
         if not all(is_label):
-            assert teachers is not None, "a distillation schedule needs teachers"
-            key = tuple(-1 if i is None else i for i in idx)
-            if key != cached_idx:  # teacher weights change only when some member moves to a new checkpoint
-                # members that share (checkpoint, seed) see the same batch: run each distinct teacher once
-                pairs = sorted({(max(i, 0), sp.seed) for i, sp in zip(key, specs, strict=True)})
-                ck = torch.tensor([c for c, _ in pairs])
-                sd = torch.tensor([s for _, s in pairs])
-                back = torch.tensor(
-                    [pairs.index((max(i, 0), sp.seed)) for i, sp in zip(key, specs, strict=True)]
-                )
-                w = (
-                    teachers.weight1[ck, sd],
-                    teachers.bias1[ck, sd],
-                    teachers.weight2[ck, sd],
-                    teachers.bias2[ck, sd],
-                )
-                cached_idx = key
-            with torch.no_grad():
-                t_logits = ensemble_mlp(x_s[sd], *w)[back]  # (U, B, 2) distinct teachers -> (E, B, 2)
             for tau in temps:
                 rows_l = [e for e in range(E) if not is_label[e] and specs[e].temperature == tau]
                 if rows_l:
                     rows = torch.tensor(rows_l)
                     loss = loss + distillation_loss(logits[rows], t_logits[rows], tau).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        return loss
+
+    def evaluate(step: int, m: EnsembleMLP) -> bool:
+        """Record held-out accuracy at `step`; True once every member has reached the target."""
+        with torch.no_grad():
+            acc = accuracy(m(x_eval), y_eval).numpy().astype(float)  # (E,)
+        eval_steps.append(step)
+        curves.append(acc)
+        reached[:] = reached | (acc >= (stop_when_all_reach or 2.0))
+        return stop_when_all_reach is not None and bool(reached.all())
+
+    def on_step(info: StepInfo) -> None:
+        if info.step % setup.eval_every == 0 or info.step == steps:
+            info.stop = evaluate(info.step, info.model)
+
+    if not evaluate(0, model):
+        cfg = _sgd(setup, steps, log_every=setup.eval_every)
+        train(model, loss_fn, get_batch, cfg, callbacks=[on_step], progress=False)
     curve = np.stack(curves, axis=1)  # (E, evals)
     return {
         "names": [sp.name for sp in specs],

@@ -7,7 +7,8 @@
 - Models: `common.models.gpt.GPT` with `causal=False` (every position attends to every other, a BERT-style
   encoder; `mlm_logits`), trained with `common.train.train` (AdamW, beta2 = 0.95, warm-up
   then cosine, as in the official scripts).
-- `train_teacher`: checkpoints every `ckpt_every` steps kept in memory (and cached on disk).
+- `train_teacher`: checkpoints every `ckpt_every` steps kept in memory; `shared_teacher` keeps them in the
+  paper's shared-artifact cache, keyed by `TeacherSpec`.
 - `train_student`: cross-entropy on the labels, or on the argmax of a teacher checkpoint chosen per step by a
   schedule (the official tau = 1e-20): progressive (`lockstep`, with the official speed factor), (2, T)
   (`two_shot`), one-shot from the final checkpoint.
@@ -20,20 +21,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 
-from common.atomic import atomic_write_with
-from common.configs import ConfigError, Count, Index, OpenFraction, Positive, Range, config_to_dict
+from common.configs import ConfigError, Count, Index, OpenFraction, Positive, Range
 from common.data.pcfg import PCFG
+from common.experiment import RunContext
 from common.models.gpt import GPT, GPTConfig
 from common.train import StepInfo, TrainConfig, train
 
@@ -292,23 +291,46 @@ class Teacher:
         return len(self.ckpt_steps) - 1
 
 
-TEACHER_FIELDS = tuple(
-    f for f in PCFGSetup.__dataclass_fields__ if not f.startswith("student_") and f not in ("eval_every",)
-)
+@dataclass(frozen=True)
+class TeacherSpec:
+    """Everything `train_teacher` depends on, and nothing else (every PCFGSetup field but the student's and
+    the eval cadence): the key of the teacher in the shared-artifact cache. The fields are PCFGSetup's."""
+
+    levels: int
+    symbols_per_level: int
+    rules_per_symbol: int
+    terminals: int
+    grammar_seed: int
+    mask_rate: float
+    teacher_layers: int
+    teacher_heads: int
+    teacher_embd: int
+    batch: int
+    lr: float
+    warmup_frac: float
+    teacher_steps: int
+    ckpt_every: int
+    eval_sentences: int
+    seed: int
+
+    @classmethod
+    def of(cls, setup: PCFGSetup) -> TeacherSpec:
+        return cls(**{name: getattr(setup, name) for name in cls.__dataclass_fields__})
+
+    def setup(self) -> PCFGSetup:
+        """A PCFGSetup with these fields (the student's at their defaults: the teacher never reads them)."""
+        return PCFGSetup(**dataclasses.asdict(self))
 
 
-def _teacher_key(setup: PCFGSetup) -> str:
-    fields = {k: v for k, v in config_to_dict(setup).items() if k in TEACHER_FIELDS}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+def shared_teacher(ctx: RunContext, setup: PCFGSetup) -> Teacher:
+    """The teacher of `setup` from the paper's shared-artifact cache (`ctx.shared`), trained once per
+    `TeacherSpec`."""
+    spec = TeacherSpec.of(setup)
+    return Teacher(**ctx.shared("pcfg_teacher", spec, lambda: train_teacher(spec.setup()).__dict__))
 
 
-def train_teacher(setup: PCFGSetup, cache_dir: Path | None = None) -> Teacher:
-    """Train the teacher with masked-LM cross-entropy, keeping a checkpoint every `ckpt_every` steps.
-
-    With `cache_dir` the checkpoints are stored as pcfg-teacher-<hash>.pt and reused."""
-    path = None if cache_dir is None else Path(cache_dir) / f"pcfg-teacher-{_teacher_key(setup)}.pt"
-    if path is not None and path.exists():
-        return Teacher(**torch.load(path, weights_only=False))
+def train_teacher(setup: PCFGSetup) -> Teacher:
+    """Train the teacher with masked-LM cross-entropy, keeping a checkpoint every `ckpt_every` steps."""
     task = make_task(setup)
     model = new_model(task, setup.teacher_layers, setup.teacher_heads, setup.teacher_embd, _seed(setup, 1))
     x_eval, y_eval = eval_set(task, setup)
@@ -335,9 +357,6 @@ def train_teacher(setup: PCFGSetup, cache_dir: Path | None = None) -> Teacher:
         callbacks=[callback],
         progress=False,
     )
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_with(path, lambda h: torch.save(out.__dict__, h))
     return out
 
 
