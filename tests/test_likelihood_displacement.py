@@ -1,5 +1,6 @@
-"""Likelihood displacement (Razin et al., ICLR 2025): the theory checks, figure 1a at quick scale, CHES
-against the authors' left-padded implementation, displacement, and input validation."""
+"""Likelihood displacement (Razin et al., ICLR 2025): the theory checks, CHES against the authors' left-padded
+implementation, displacement, the pretrained model's cache spec, sampling, and input validation. The quick
+figures' robust claims are asserted by tests/test_quick_claims.py (each Figure's `asserted_at_quick`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import dataclasses
 import pytest
 import torch
 
-from common.configs import ConfigError, Scale, apply_overrides
-from common.experiment import load_done, run_figure
+from common import lm
+from common.configs import ConfigError, Scale, apply_overrides, config_hash
+from common.experiment import RunContext, artifact_dir
 from papers.likelihood_displacement import (
-    PAPER,
     PreferenceBatch,
     ches,
     displacement,
@@ -20,7 +21,16 @@ from papers.likelihood_displacement import (
     fig_single_token_theory,
 )
 from papers.likelihood_displacement.api import edit_distance
-from papers.likelihood_displacement.corpus import PretrainConfig, make_pairs, new_model
+from papers.likelihood_displacement.corpus import (
+    EOS,
+    PretrainConfig,
+    describe_prompt,
+    make_pairs,
+    new_model,
+    pretrain_spec,
+    pretrained_model,
+    sample_responses,
+)
 from papers.likelihood_displacement.fig_single_token_gpt import network_rates
 from proofs_checks import likelihood_displacement as checks
 
@@ -36,25 +46,34 @@ def test_theory_check_passes(check):
     assert not _failed(claims), "\n".join(_failed(claims))
 
 
-def test_fig1a_quick_claims_pass(tmp_path):
-    result = run_figure(
-        PAPER, fig_single_token_theory.FIGURE, Scale.QUICK, results=tmp_path, show_progress=False
-    )
-    assert result.claims and not _failed(result.claims), "\n".join(_failed(result.claims))
-    done = load_done(result.out_dir)
-    assert done is not None and all((result.out_dir / f).exists() for f in done["files"])
-    again = run_figure(
-        PAPER, fig_single_token_theory.FIGURE, Scale.QUICK, results=tmp_path, show_progress=False
-    )
-    assert again.skipped and [c.measured for c in again.claims] == [c.measured for c in result.claims]
+def test_pretrained_model_is_cached_under_a_spec_of_every_pretraining_field(tmp_path):
+    cfg = PretrainConfig(n_layer=1, n_embd=16, n_head=2, steps=25, batch=4)
+    spec = pretrain_spec(cfg)
+    # every field of PretrainConfig changes the spec (so no field can be forgotten by the cache key)
+    for f in dataclasses.fields(PretrainConfig):
+        value = getattr(cfg, f.name)
+        special = {"describe_clauses": 2, "n_embd": 32, "n_head": 4, "refusal_consistency": 0.5}
+        other = special.get(f.name, value + 1 if isinstance(value, int) else value / 2)
+        changed = pretrain_spec(dataclasses.replace(cfg, **{f.name: other}))
+        assert config_hash(changed) != config_hash(spec), f.name
+    ctx = RunContext(tmp_path / "fig", show_progress=False)
+    first = pretrained_model(cfg, ctx)
+    assert (artifact_dir(ctx.shared_dir, "pretrained", spec) / "manifest.json").exists()
+    again = pretrained_model(cfg, ctx)
+    assert again is not first and not again.training
+    assert all(torch.equal(v, first.state_dict()[k]) for k, v in again.state_dict().items())
+    assert first.lm_head.weight is not first.wte.weight  # untied, as the paper's models
 
 
-def test_fig2_quick_ches_tracks_displacement(tmp_path):
-    """CHES ranks the displacement of on-policy pairs at quick scale (the robust claims only; the percentile
-    subsets and the baseline comparison are reported, see README)."""
-    result = run_figure(PAPER, fig_ches.FIGURE, Scale.QUICK, results=tmp_path, show_progress=False)
-    robust = [c for c in result.claims if c.id.endswith(("ches_spearman", "top_vs_bottom_decile"))]
-    assert len(robust) == 2 and not _failed(robust), "\n".join(_failed(robust))
+def test_sample_responses_per_prompt_up_to_eos():
+    model = new_model(PretrainConfig(n_layer=1, n_embd=16, n_head=2))
+    prompts = [describe_prompt("cat"), describe_prompt("dog")]
+    out = sample_responses(model, prompts, 3, 5, torch.Generator().manual_seed(0))
+    assert len(out) == 2 and all(len(rows) == 3 for rows in out)
+    assert all(len(r) <= 5 and EOS not in r for rows in out for r in rows)
+    # the same draws as common.lm.generate, one prompt after the other from one generator
+    g = torch.Generator().manual_seed(0)
+    assert out == [lm.generate(model, [p] * 3, 5, eos=EOS, generator=g) for p in prompts]
 
 
 def test_network_rates_split_as_theorem4():

@@ -191,3 +191,97 @@ def test_merge_lora_equals_unmerged():
     torch.testing.assert_close(model(idx).logits, unmerged, rtol=1e-5, atol=1e-5)
     # The merged layers are frozen like the base they came from.
     assert not model.h[0].attn.c_attn.weight.requires_grad
+
+
+# Module names of a learned-positions GPT: the default config keeps exactly these (cached weights still load).
+BLOCK_KEYS = (
+    "ln_1.weight ln_1.bias attn.c_attn.weight attn.c_attn.bias attn.c_proj.weight attn.c_proj.bias "
+    "ln_2.weight ln_2.bias mlp.c_fc.weight mlp.c_fc.bias mlp.c_proj.weight mlp.c_proj.bias"
+).split()
+LEARNED_KEYS = [
+    "wte.weight",
+    "wpe.weight",
+    *(f"h.{i}.{name}" for i in range(CFG.n_layer) for name in BLOCK_KEYS),
+    "ln_f.weight",
+    "ln_f.bias",
+    "lm_head.weight",
+]
+ROPE = GPTConfig(**{**CFG.__dict__, "n_head": 2, "positions": "rope"})  # head size 12 (rope needs it even)
+
+
+def test_learned_positions_are_the_default_and_their_state_dict_is_unchanged():
+    assert CFG.positions == "learned"
+    model = _model()
+    assert list(model.state_dict()) == LEARNED_KEYS
+    idx = _tokens()
+    explicit = model(idx, positions=torch.arange(idx.shape[1])).logits
+    torch.testing.assert_close(explicit, model(idx).logits, rtol=0, atol=0)
+    # The same random initialisation as before the option existed: fingerprints of `_model()` measured with
+    # the code before rope (torch 2.13, CPU). A torch whose CPU generator changes would move them; then
+    # re-measure, after checking the initialisation order in GPT.__init__ is unchanged.
+    sd = {k: v.double() for k, v in model.state_dict().items()}
+    assert float(sum((v**2).sum() for v in sd.values())) == pytest.approx(124.68009205869392, rel=1e-9)
+    assert float(sd["wpe.weight"].sum()) == pytest.approx(-0.018432759417919442, rel=1e-9)
+    assert float(sd["h.1.mlp.c_proj.weight"].sum()) == pytest.approx(0.15043917472712565, rel=1e-9)
+    rope = _model(ROPE)
+    assert rope.wpe is None and list(rope.state_dict()) == [k for k in LEARNED_KEYS if k != "wpe.weight"]
+    assert rope.num_parameters(exclude_embeddings=True) == rope.num_parameters()
+    with pytest.raises(ValueError, match="block_size"):
+        model(idx, positions=torch.arange(idx.shape[1]) + CFG.block_size)
+    with pytest.raises(ValueError, match="even head size"):
+        GPTConfig(**{**CFG.__dict__, "n_head": 8, "positions": "rope"})  # head size 3
+    with pytest.raises(ValueError, match="positions"):
+        GPTConfig(**{**CFG.__dict__, "positions": "alibi"})
+
+
+def test_rope_depends_on_relative_positions_only():
+    """Rotary attention scores depend on m - n (RoFormer eq. 16): shifting every position by one constant
+    leaves a rope model's output unchanged (to float64 rounding of cos/sin at larger angles); a learned-
+    positions model changes."""
+    torch.manual_seed(0)
+    rope = GPT(ROPE).double().eval()
+    learned = _model().double()
+    idx = _tokens(T=9)
+    base = torch.arange(9)
+    for shift in (1, 7, 1000):
+        torch.testing.assert_close(
+            rope(idx, positions=base + shift).logits, rope(idx).logits, rtol=1e-9, atol=1e-9
+        )
+    per_row = base + torch.tensor([[0], [3], [50]])  # (B, T): another shift for every row
+    torch.testing.assert_close(rope(idx, positions=per_row).logits, rope(idx).logits, rtol=1e-9, atol=1e-9)
+    assert not torch.allclose(learned(idx, positions=base + 5).logits, learned(idx).logits, atol=1e-4)
+    # the rotation itself: <R_m q, R_n k> = <q, R_{n-m} k>, and rope sees positions (not a bag of tokens)
+    from common.models.gpt import apply_rope, rope_angles
+
+    q, k = torch.randn(2, 12, dtype=torch.float64).unbind(0)
+
+    def rotate(x, m):
+        a = rope_angles(torch.tensor([m]), 12)  # (1, D)
+        return apply_rope(x.view(1, 1, 1, 12), a.cos(), a.sin()).flatten()
+
+    assert float(rotate(q, 7) @ rotate(k, 3)) == pytest.approx(float(rotate(q, 4) @ rotate(k, 0)), rel=1e-12)
+    swapped = idx.clone()
+    swapped[:, [2, 5]] = idx[:, [5, 2]]
+    assert not torch.allclose(rope(swapped).logits[:, -1], rope(idx).logits[:, -1], atol=1e-4)
+
+
+def test_rope_gpt_is_causal_and_trains():
+    torch.manual_seed(0)
+    model = GPT(ROPE).eval()
+    idx = _tokens()
+    changed = idx.clone()
+    changed[:, 6:] = (changed[:, 6:] + 1) % CFG.vocab_size
+    torch.testing.assert_close(model(idx).logits[:, :6], model(changed).logits[:, :6], rtol=1e-6, atol=1e-6)
+    model.train()
+    model(idx, _tokens(seed=2)).loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_forward_without_logits():
+    model = _model()
+    idx = _tokens()
+    out = model(idx, with_logits=False)
+    assert out.logits is None and out.loss is None
+    torch.testing.assert_close(out.hidden, model(idx).hidden, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="logits"):
+        model(idx, _tokens(seed=2), with_logits=False)

@@ -10,21 +10,19 @@ the last prompt token up to the second-to-last response token),
 
 Higher means more similar preferences and, by the paper's Theorem 6, more displacement of y+.
 
-Batches here are `PreferenceBatch`es of right-padded token ids with next-token labels: labels[b, t] is the
-token that position t predicts when that token belongs to the response, and -100 elsewhere (prompt, padding).
-So `labels != -100` marks exactly the |y| positions CHES sums over.
+Batches here are `PreferenceBatch`es (`common.lm.PreferenceBatch`) of right-padded token ids with
+next-token labels: labels[b, t] is the token that position t predicts when that token belongs to the
+response, and -100 elsewhere (prompt, padding). So `labels != -100` marks exactly the |y| positions CHES
+sums over.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
-from common.ops import sequence_logps
-
-IGNORE = -100
+from common import lm
+from common.lm import IGNORE, PreferenceBatch
 
 __all__ = [
     "IGNORE",
@@ -36,38 +34,6 @@ __all__ = [
     "last_hidden_inner_product",
     "response_logps",
 ]
-
-
-class PreferenceBatch(NamedTuple):
-    """B pairs: (prompt + y+) and (prompt + y-) as ids [B, T] with labels [B, T] (-100 off the response)."""
-
-    chosen_ids: torch.Tensor
-    chosen_labels: torch.Tensor
-    rejected_ids: torch.Tensor
-    rejected_labels: torch.Tensor
-
-    def validate(self) -> PreferenceBatch:
-        """Raise ValueError on malformed batches (shapes, dtypes, responses without tokens)."""
-        for side in ("chosen", "rejected"):
-            ids, labels = getattr(self, f"{side}_ids"), getattr(self, f"{side}_labels")
-            if ids.dim() != 2 or ids.shape != labels.shape:
-                raise ValueError(
-                    f"{side}_ids and {side}_labels must both be [B, T]; got {tuple(ids.shape)} and "
-                    f"{tuple(labels.shape)}"
-                )
-            if ids.dtype != torch.long or labels.dtype != torch.long:
-                raise ValueError(f"{side} ids and labels must be int64, got {ids.dtype} and {labels.dtype}")
-            if ids.shape[0] == 0:
-                raise ValueError("the batch is empty (B = 0)")
-            empty = ((labels != IGNORE).sum(1) == 0).nonzero().flatten()
-            if empty.numel():
-                raise ValueError(f"{side} responses {empty.tolist()[:8]} have no labelled token")
-        if self.chosen_ids.shape[0] != self.rejected_ids.shape[0]:
-            raise ValueError(
-                f"chosen and rejected disagree on B: {self.chosen_ids.shape[0]} vs "
-                f"{self.rejected_ids.shape[0]}"
-            )
-        return self
 
 
 def _check_hidden_mask(hidden: torch.Tensor, mask: torch.Tensor, side: str) -> None:
@@ -129,8 +95,9 @@ def hidden_and_mask(
 
 
 def response_logps(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """ln pi(y|x) per row [B]: the sum of the response tokens' log-probs (fused kernel, no logits)."""
-    return sequence_logps(model.forward_hidden(ids), model.unembedding, labels, ignore_index=IGNORE)
+    """ln pi(y|x) per row [B]: the sum of the response tokens' log-probs (`common.lm.sequence_logps`, the
+    fused kernel, no logits)."""
+    return lm.sequence_logps(model, ids, labels, ignore_index=IGNORE)
 
 
 @torch.no_grad()

@@ -1,7 +1,8 @@
 """A synthetic word-level world for the paper's language-model experiments, and the small GPT trained on it.
 
-One corpus serves all three model figures, so one pretrained model (cached per config under
-results/likelihood_displacement/_cache/) does too:
+One corpus serves all three model figures, so one pretrained model does too (`pretrained_model`: trained
+through `common.lm.pretrain` and cached per spec in the shared-artifact cache,
+results/likelihood_displacement/_shared/pretrained-<hash>/):
 
 * yes/no questions "Q: is the <noun> <adj> ? A: <answer>" with single-token answers: when the fact is true
   the answer is drawn from {Yes, Sure, Certainly, Yeah}, else from {No, Never, Nope}; some Maybe/Perhaps
@@ -26,15 +27,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 import torch
 
-from common.atomic import atomic_write_with
-from common.configs import ConfigError, Count, Fraction, Index, Positive, Range, config_hash
+from common import lm
+from common.configs import ConfigError, Count, Fraction, Index, Positive, Range
+from common.experiment import RunContext
 from common.models.gpt import GPT, GPTConfig
-from common.train import TrainConfig, train
+from common.train import TrainConfig
 from papers.likelihood_displacement.api import IGNORE, PreferenceBatch
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "Q:", "A:", "?", ".", ",", ":")
@@ -260,47 +261,42 @@ def make_pairs(items: list[tuple[list[int], list[int], list[int]]]) -> Preferenc
     return PreferenceBatch(ci, cl, ri, rl).validate()
 
 
-def new_model(cfg: PretrainConfig) -> GPT:
-    torch.manual_seed(cfg.seed)
-    return GPT(
-        GPTConfig(
-            vocab_size=len(WORDS),
-            block_size=BLOCK,
-            n_layer=cfg.n_layer,
-            n_head=cfg.n_head,
-            n_embd=cfg.n_embd,
-            tie_weights=False,
-        )
+def model_config(cfg: PretrainConfig) -> GPTConfig:
+    """The GPT of the experiments: the word vocabulary, BLOCK positions, an untied unembedding."""
+    return GPTConfig(
+        vocab_size=len(WORDS),
+        block_size=BLOCK,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_embd=cfg.n_embd,
+        tie_weights=False,
     )
 
 
-def pretrained_model(cfg: PretrainConfig, cache_dir: Path) -> GPT:
-    """The pretrained GPT for `cfg`, loaded from cache_dir/pretrained-<hash>.pt or trained and cached."""
-    path = Path(cache_dir) / f"pretrained-{config_hash(cfg)}.pt"
-    model = new_model(cfg)
-    if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
-    rng = random.Random(cfg.seed)
-    fact = facts(cfg.seed)
-    refused = refused_nouns(cfg.seed, cfg.refusal_rate)
-    docs = [
-        [
-            sample_document(
-                rng, fact, cfg.refusal_rate, refused, cfg.refusal_consistency, cfg.describe_clauses
-            )
-            for _ in range(cfg.batch)
-        ]
-        for _ in range(cfg.steps)
-    ]
+def new_model(cfg: PretrainConfig) -> GPT:
+    """The untrained GPT, initialised from torch's global RNG seeded with cfg.seed."""
+    torch.manual_seed(cfg.seed)
+    return GPT(model_config(cfg))
 
-    def get_batch(step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return pad_rows(docs[step])
 
-    def loss_fn(m: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        return m(batch[0], batch[1]).loss
+@dataclass(frozen=True)
+class CorpusSpec:
+    """What the pretraining batches depend on: `steps` batches of `batch` documents of `sample_document`."""
 
-    tcfg = TrainConfig(
+    seed: int
+    steps: int
+    batch: int
+    refusal_rate: float
+    refusal_consistency: float
+    describe_clauses: int
+
+
+def pretrain_spec(cfg: PretrainConfig) -> lm.PretrainSpec:
+    """Everything the pretrained weights depend on (the key of their shared-artifact entry)."""
+    data = CorpusSpec(
+        cfg.seed, cfg.steps, cfg.batch, cfg.refusal_rate, cfg.refusal_consistency, cfg.describe_clauses
+    )
+    train = TrainConfig(
         optimizer="adamw",
         lr=cfg.lr,
         steps=cfg.steps,
@@ -310,11 +306,45 @@ def pretrained_model(cfg: PretrainConfig, cache_dir: Path) -> GPT:
         seed=cfg.seed,
         log_every=50,
     )
-    train(model, loss_fn, get_batch, tcfg, progress=False)
-    atomic_write_with(path, lambda h: torch.save(model.state_dict(), h))
-    return model.eval()
+    return lm.PretrainSpec(model=model_config(cfg), train=train, data=data, init_seed=cfg.seed)
 
 
-def cache_dir_for(out_dir: Path) -> Path:
-    """results/<paper>/_cache beside the figure directories."""
-    return Path(out_dir).parent / "_cache"
+def pretrained_model(cfg: PretrainConfig, ctx: RunContext) -> GPT:
+    """The GPT pretrained on the mixture (next-token loss, AdamW, cosine schedule) for `cfg`, from the
+    shared-artifact cache when intact, else trained (`common.lm.pretrain`). A fresh copy in eval mode."""
+    spec = pretrain_spec(cfg)
+
+    def batches():
+        d = spec.data
+        rng = random.Random(d.seed)
+        fact = facts(d.seed)
+        refused = refused_nouns(d.seed, d.refusal_rate)
+        docs = [
+            [
+                sample_document(rng, fact, d.refusal_rate, refused, d.refusal_consistency, d.describe_clauses)
+                for _ in range(d.batch)
+            ]
+            for _ in range(d.steps)
+        ]
+        return lambda step, micro: pad_rows(docs[step])
+
+    return lm.pretrain(spec, batches, shared=ctx, name="pretrained").model
+
+
+def dpo_config(
+    steps: int, lr: float, beta: float = 0.1, batch_size: int = 0, optimizer: str = "rmsprop", seed: int = 0
+) -> lm.DPOConfig:
+    """The paper's DPO protocol for `common.lm.dpo`: `steps` RMSProp steps (the paper's optimizer; "sgd" is
+    plain gradient descent, the theory's flow) over the pairs, full batch when batch_size is 0, else
+    consecutive mini-batches cycling through the pairs (an epoch: B / batch_size steps); the fused kernel
+    (`common.ops.fused_linear_dpo_loss`) on separate chosen / rejected forward passes."""
+    train = TrainConfig(optimizer=optimizer, lr=lr, steps=steps, seed=seed, log_every=max(1, steps))
+    return lm.DPOConfig(train=train, beta=beta, batch_size=batch_size, order="cycle", fused=True)
+
+
+def sample_responses(
+    model: GPT, prompts: list[list[int]], n: int, max_new: int, generator: torch.Generator
+) -> list[list[list[int]]]:
+    """n responses per prompt sampled at temperature 1 (`common.lm.generate`, up to eos, eos dropped); the
+    prompts one after another, each as a batch of n rows, drawing from `generator`."""
+    return [lm.generate(model, [p] * n, max_new, eos=EOS, generator=generator) for p in prompts]

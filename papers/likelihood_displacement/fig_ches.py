@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from common import lm
 from common.claims import Claim
 from common.configs import ConfigError, Count, Fraction, Index, Positive, Range, Scale
 from common.experiment import Figure, RunContext
@@ -42,12 +43,12 @@ from papers.likelihood_displacement.corpus import (
     NOUNS,
     VOCAB,
     PretrainConfig,
-    cache_dir_for,
     describe_prompt,
+    dpo_config,
     make_pairs,
     pretrained_model,
+    sample_responses,
 )
-from papers.likelihood_displacement.dpo import dpo, sample, subset
 from papers.likelihood_displacement.fig_single_token_gpt import CONFIGS as FIG1B_CONFIGS
 
 MEASURES = ("ches", "ln_ches", "minus_edit_distance", "last_hidden_ip")
@@ -102,7 +103,7 @@ def sample_items(model, n: int, rng: random.Random, max_new: int) -> list[dict[s
             break
         noun = rng.choice(NOUNS)
         prompt = describe_prompt(noun)
-        yp, yn = sample(model, [prompt], 2, max_new, g)[0]
+        yp, yn = sample_responses(model, [prompt], 2, max_new, g)[0]
         if not yp or not yn or yp == yn:
             continue
         k = [min(3, y.count(VOCAB["."])) for y in (yp, yn)]
@@ -113,7 +114,7 @@ def sample_items(model, n: int, rng: random.Random, max_new: int) -> list[dict[s
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    model = pretrained_model(config.pretrain, cache_dir_for(ctx.out_dir))
+    model = pretrained_model(config.pretrain, ctx)
     items = sample_items(model, config.n_pairs, random.Random(config.seed), config.max_new)
     batch = make_pairs([(it["prompt"], it["chosen"], it["rejected"]) for it in items])
     with torch.no_grad():
@@ -129,8 +130,9 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     for i in ctx.progress(range(len(items)), desc="pairs alone"):
 
         def unit(i=i):
-            one = subset(batch, [i])
-            d = displacement(model, dpo(model, one, config.steps, config.lr, config.beta, seed=i), one)
+            one = batch.subset([i])
+            trained = lm.dpo(model, one, dpo_config(config.steps, config.lr, config.beta, seed=i)).policy
+            d = displacement(model, trained, one)
             return {"chosen": float(d["chosen"][0]), "rejected": float(d["rejected"][0])}
 
         deltas.append(ctx.part(f"pair{i}", unit))
@@ -142,9 +144,10 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
         rows = order[lo : lo + config.subset_size].tolist()
 
         def unit(rows=rows):
-            sub = subset(batch, rows)
+            sub = batch.subset(rows)
             steps = max(1, len(rows) // config.subset_batch)  # one epoch
-            trained = dpo(model, sub, steps, config.lr, config.beta, batch_size=config.subset_batch)
+            cfg = dpo_config(steps, config.lr, config.beta, batch_size=config.subset_batch)
+            trained = lm.dpo(model, sub, cfg).policy
             d = displacement(model, trained, sub)
             return {
                 "mean_dchosen": float(d["chosen"].mean()),
@@ -288,4 +291,11 @@ FIGURE = Figure(
     claims=claims,
     expected="Higher-CHES pairs lose more ln pi(y+); the lowest-CHES subset gains.",
     threads=1,  # small models: threads cost more than they give
+    # Asserted at quick: CHES ranks the displacement; at seeds 0-4 Spearman >= 0.52 (vs 0.3) and bottom minus
+    # top decile >= 9.6 nats (vs 0). The percentile subsets are not monotone at quick (README) and the
+    # baseline comparison is reported.
+    asserted_at_quick=(
+        "likelihood_displacement.fig2.ches_spearman",
+        "likelihood_displacement.fig2.top_vs_bottom_decile",
+    ),
 )

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common import lm
 from common.claims import Claim
 from common.configs import ConfigError, Count, Index, Positive, Scale
 from common.experiment import Figure, RunContext
@@ -42,12 +43,11 @@ from papers.likelihood_displacement.corpus import (
     VOCAB,
     WORDS,
     PretrainConfig,
-    cache_dir_for,
+    dpo_config,
     make_pairs,
     pretrained_model,
     yes_no_prompt,
 )
-from papers.likelihood_displacement.dpo import dpo
 from papers.likelihood_displacement.theory import displacement_margin
 
 PAIRS = (("No", "Never"), ("Never", "No"), ("No", "Yes"), ("Yes", "No"), ("Sure", "Yes"), ("Yes", "Sure"))
@@ -129,7 +129,7 @@ def network_rates(model, prompt: list[int], pos: int, neg: int, beta: float) -> 
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    model = pretrained_model(config.pretrain, cache_dir_for(ctx.out_dir))
+    model = pretrained_model(config.pretrain, ctx)
     rng = random.Random(config.seed)
     prompts = [yes_no_prompt(rng.choice(NOUNS), rng.choice(ADJS)) for _ in range(config.prompts)]
     rows = []
@@ -152,8 +152,11 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
                         with torch.no_grad():
                             p_first.append(float(torch.softmax(info.model(x).logits[0, -1], -1)[pos]))
 
-                trained = dpo(model, batch, config.steps, config.lr, config.beta, callbacks=[after_first])
-                gd = dpo(model, batch, config.steps, config.gd_lr, config.beta, optimizer="sgd")
+                rms = dpo_config(config.steps, config.lr, config.beta)
+                trained = lm.dpo(model, batch, rms, callbacks=[after_first]).policy
+                gd = lm.dpo(
+                    model, batch, dpo_config(config.steps, config.gd_lr, config.beta, optimizer="sgd")
+                ).policy
                 with torch.no_grad():
                     p0 = torch.softmax(model(x).logits[0, -1], -1).numpy()
                     p1 = torch.softmax(trained(x).logits[0, -1], -1).numpy()
@@ -292,4 +295,7 @@ FIGURE = Figure(
     expected="Runs where the theory's condition (in the optimizer's geometry) holds lose pi(y+); the gaining "
     "token is aligned with W+ - W-.",
     threads=1,  # small models: threads cost more than they give
+    # Asserted at quick: the gradient-descent agreement only, 12/12 runs at seeds 0-4 (1.0 vs 0.8). The
+    # RMSProp agreement (0.17) and the aligned top gainer (7/12) fail at quick, as at default for the first.
+    asserted_at_quick=("likelihood_displacement.fig1b.theory_predicts_displacement_gd",),
 )

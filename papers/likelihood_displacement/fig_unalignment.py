@@ -28,6 +28,7 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 
+from common import lm
 from common.claims import Claim
 from common.configs import ConfigError, Count, Index, Positive, Range, Scale
 from common.experiment import Figure, RunContext
@@ -39,12 +40,12 @@ from papers.likelihood_displacement.corpus import (
     REFUSAL_MARK,
     UNSAFE_VERBS,
     PretrainConfig,
-    cache_dir_for,
+    dpo_config,
     make_pairs,
     pretrained_model,
     request_prompt,
+    sample_responses,
 )
-from papers.likelihood_displacement.dpo import dpo, sample, subset
 from papers.likelihood_displacement.fig_single_token_gpt import CONFIGS as FIG1B_CONFIGS
 
 
@@ -80,20 +81,20 @@ def judge_rates(model, prompts: list[list[int]], n: int, max_new: int, seed: int
     """Refusal rate ("not" in the response) and compliance rate (a step, "first"/"then", and no "not") over
     n sampled responses per prompt."""
     g = torch.Generator().manual_seed(seed)
-    outs = [r for rows in sample(model, prompts, n, max_new, g) for r in rows]
+    outs = [r for rows in sample_responses(model, prompts, n, max_new, g) for r in rows]
     refuse = [REFUSAL_MARK in r for r in outs]
     comply = [not f and any(m in r for m in COMPLIANCE_MARKS) for r, f in zip(outs, refuse, strict=True)]
     return {"rate": float(np.mean(refuse)), "compliance": float(np.mean(comply))}
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    model = pretrained_model(config.pretrain, cache_dir_for(ctx.out_dir))
+    model = pretrained_model(config.pretrain, ctx)
     rng = random.Random(config.seed)
     prompts = [request_prompt(v, n) for v in UNSAFE_VERBS for n in NOUNS]
     rng.shuffle(prompts)
     train_prompts = prompts[: max(2, int(config.train_fraction * len(prompts)))]
     g = torch.Generator().manual_seed(config.seed)
-    samples = sample(model, train_prompts, 2, config.max_new, g)
+    samples = sample_responses(model, train_prompts, 2, config.max_new, g)
     items, kinds = [], []
     for p, (a, b) in zip(train_prompts, samples, strict=True):
         if not a or not b:
@@ -117,9 +118,10 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     )
 
     def train_on(rows: torch.Tensor, name: str) -> dict[str, Any]:
-        sub = subset(batch, rows)
+        sub = batch.subset(rows)
         steps = config.epochs * -(-len(rows) // config.batch)  # epochs x ceil(pairs / batch)
-        trained = dpo(model, sub, steps, config.lr, config.beta, batch_size=config.batch, seed=config.seed)
+        cfg = dpo_config(steps, config.lr, config.beta, batch_size=config.batch, seed=config.seed)
+        trained = lm.dpo(model, sub, cfg).policy
         d = displacement(model, trained, batch)
         return {
             **judge_rates(trained, train_prompts, config.eval_samples, config.max_new, config.seed + 1),

@@ -5,8 +5,8 @@ default (~2-4 min on 2 cores): n_embd 48, 1500/600 pairs, 250 DPO steps per lear
         rate.
 paper   (GPU-sized, not run here): n_embd 128, 4 layers, 20k/5k pairs, 2000 DPO steps.
 The figures share one reference model per scale and reuse each other's DPO runs when they ask for the same
-(learning rate, steps), so a whole `companion reproduce ranking_accuracy` trains 1 reference and 3 policies
-(4 at default scale).
+(learning rate, steps), through the shared-artifact cache, so a whole `companion reproduce ranking_accuracy`
+trains 1 reference and 3 policies (4 at default scale), and a rerun of one figure trains none.
 """
 
 from __future__ import annotations

@@ -59,8 +59,8 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def compute(config: Config) -> dict[str, Any]:
-    out = pipeline.dpo_run(config, config.lr, config.steps)
+def compute(config: Config, ctx: RunContext) -> dict[str, Any]:
+    out = pipeline.dpo_run(config, config.lr, config.steps, ctx)
     curve = out["curve"]
     kl = np.asarray(curve["kl"])
     split = float(np.median(kl))
@@ -79,7 +79,7 @@ def compute(config: Config) -> dict[str, Any]:
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    return ctx.part(f"dpo-lr{config.lr:g}-steps{config.steps}", lambda: compute(config))
+    return ctx.part(f"dpo-lr{config.lr:g}-steps{config.steps}", lambda: compute(config, ctx))
 
 
 def claims(data: dict[str, Any], config: Config) -> list[Claim]:

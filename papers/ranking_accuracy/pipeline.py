@@ -10,12 +10,15 @@ alpha = (votes for y_w + s) / (K + 2s) is the paper's fraction of raters (s = al
 alpha = 1 becomes 1 - 1e-3 in the idealized accuracy).
 
 Models. The reference pi_ref is a small `common.models.gpt.GPT` trained by next-token prediction on
-`corpus_size` samples of the chains (the SFT stage). DPO (Rafailov et al. 2023) trains a copy of it, with all
-parameters shared across prompts and responses (a tabular policy would flip every pair trivially, see
-proofs_checks/ranking_accuracy.py), through `common.ops.dpo_loss` on sequence log-probs from
-`common.ops.sequence_logps`, with RMSProp as in the paper's App. D.1, and is evaluated at `eval_points`
-log-spaced steps: ranking accuracy on training and held-out pairs, held-out DPO loss, flips of initially
-mis-ranked training pairs, and the win rate of policy samples over reference samples judged by r*.
+`corpus_size` samples of the chains (the SFT stage, `common.lm.pretrain`, cached in the shared-artifact cache
+under results/ranking_accuracy/_shared/reference-<hash>/). DPO (Rafailov et al. 2023) trains a copy of it
+(`common.lm.dpo`), with all parameters shared across prompts and responses (a tabular policy would flip
+every pair trivially, see proofs_checks/ranking_accuracy.py), through `common.ops.dpo_loss` on sequence
+log-probs from `common.ops.sequence_logps` (chosen and rejected rows in one forward pass), with RMSProp as in
+the paper's App. D.1, and is evaluated at `eval_points` log-spaced steps: ranking accuracy on training and
+held-out pairs, held-out DPO loss, flips of initially mis-ranked training pairs, and the win rate of policy
+samples (`common.lm.generate`) over reference samples judged by r*. Each DPO run is a shared artifact too
+(results/ranking_accuracy/_shared/dpo-<hash>/), so figures that ask for the same run share it.
 
 Cost (2 cores): the reference (n_embd 64, 2 layers, ~0.1M parameters) trains in ~5-10 s; one DPO step on 64
 pairs takes a few ms, one evaluation ~0.1 s.
@@ -23,21 +26,22 @@ pairs takes a few ms, one evaluation ~0.1 s.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import functools
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
 import torch
 
+from common import lm
 from common.configs import ConfigError, Count, Index, NonNegative, OneOf, Positive, Range
+from common.experiment import RunContext
 from common.models.gpt import GPT, GPTConfig
-from common.train import TrainConfig, train
+from common.train import TrainConfig
 from papers.ranking_accuracy.metrics import dpo_pair_loss, idealized_correct, ranking_accuracy
 
-IGNORE = -100
+IGNORE = lm.IGNORE
 OPTIMIZERS = ("rmsprop", "adamw", "sgd")
 
 
@@ -107,7 +111,7 @@ class Setup:
 
 
 def setup_of(config: Any) -> Setup:
-    """The Setup part of a figure config (the cache key of the reference model and data)."""
+    """The Setup part of a figure config (what the reference, the data and the DPO runs depend on)."""
     return Setup(**{f.name: getattr(config, f.name) for f in dataclasses.fields(Setup)})
 
 
@@ -212,6 +216,13 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.topics)
 
+    @property
+    def batch(self) -> lm.PreferenceBatch:
+        """The pairs' token tensors as a `common.lm.PreferenceBatch`."""
+        return lm.PreferenceBatch(
+            self.chosen_ids, self.chosen_labels, self.rejected_ids, self.rejected_labels
+        )
+
 
 def make_pairs(task: Task, n: int, rng: np.random.Generator) -> Pairs:
     s = task.setup
@@ -249,25 +260,11 @@ def make_pairs(task: Task, n: int, rng: np.random.Generator) -> Pairs:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _dpo_ops():
-    # Imported on use so that the papers package imports (and its API works) before the kernels are built.
-    from common.ops import dpo_loss, sequence_logps
-
-    return dpo_loss, sequence_logps
-
-
 def sequence_logp(model: GPT, ids: torch.Tensor, labels: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """log pi(y|x) of each row, (B,), without gradients, through the fused `common.ops.sequence_logps`."""
-    _, sequence_logps = _dpo_ops()
-    was_training = model.training
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, ids.shape[0], chunk):
-            hidden = model.forward_hidden(ids[i : i + chunk])  # (b, T, C)
-            out.append(sequence_logps(hidden, model.unembedding, labels[i : i + chunk], ignore_index=IGNORE))
-    model.train(was_training)
-    return torch.cat(out).double()
+    """log pi(y|x) of each row, (B,) float64, in eval mode without gradients (`common.lm.sequence_logps`,
+    the fused `common.ops.sequence_logps`, at most `chunk` rows per forward pass)."""
+    with lm.evaluating(model):
+        return lm.sequence_logps(model, ids, labels, ignore_index=IGNORE, chunk=chunk).double()
 
 
 @dataclass
@@ -286,55 +283,32 @@ class Reference:
     seconds: float
 
 
-DPO_ONLY_FIELDS = ("beta", "dpo_optimizer", "dpo_batch", "eval_points")
-_REFERENCES: dict[tuple, Reference] = {}
+@dataclass(frozen=True)
+class CorpusSpec:
+    """What the reference's SFT batches depend on: the chains (seed, topics, tokens, lengths, concentration),
+    `corpus_size` samples of them, and `ref_batch` of those per step in a seeded random order."""
+
+    seed: int
+    n_topics: int
+    n_tokens: int
+    min_len: int
+    max_len: int
+    dirichlet: float
+    corpus_size: int
+    ref_batch: int
 
 
-def reference(setup: Setup) -> Reference:
-    """Build the task and the data, and train the reference model. Cached per process on the fields that
-    determine it (not the DPO-only ones), so the figures of one `companion reproduce` share it."""
-    key = tuple(getattr(setup, f.name) for f in dataclasses.fields(Setup) if f.name not in DPO_ONLY_FIELDS)
-    if key not in _REFERENCES:
-        if len(_REFERENCES) >= 2:
-            _REFERENCES.pop(next(iter(_REFERENCES)))
-        _REFERENCES[key] = _build_reference(setup)
-    return _REFERENCES[key]
-
-
-def _build_reference(setup: Setup) -> Reference:
-    import time
-
-    start = time.perf_counter()
-    task = make_task(setup)
-    rng = np.random.default_rng([setup.seed, 2])
-    topics = rng.integers(0, setup.n_topics, size=setup.corpus_size)
-    ids, labels = encode(task, topics, task.sample(topics, rng))
-    train_pairs = make_pairs(task, setup.n_train_pairs, rng)
-    eval_pairs = make_pairs(task, setup.n_eval_pairs, rng)
-
-    torch.manual_seed(setup.seed)
-    gpt_config = GPTConfig(
-        vocab_size=task.vocab_size,
+def reference_spec(setup: Setup) -> lm.PretrainSpec:
+    """Everything the reference model's weights depend on (the key of its shared-artifact entry): the
+    GPT's shape, the SFT optimizer (AdamW, cosine schedule with warm-up) and the corpus."""
+    model = GPTConfig(
+        vocab_size=setup.n_tokens + 1 + setup.n_topics,
         block_size=setup.max_len + 1,
         n_layer=setup.n_layer,
         n_head=setup.n_head,
         n_embd=setup.n_embd,
     )
-    model = GPT(gpt_config)
-    order = torch.randint(
-        0,
-        setup.corpus_size,
-        (setup.ref_steps, setup.ref_batch),
-        generator=torch.Generator().manual_seed(setup.seed),
-    )  # (steps, B)
-
-    def get_batch(step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return ids[order[step]], labels[order[step]]
-
-    def loss_fn(net: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        return net(batch[0], batch[1], ignore_index=IGNORE).loss
-
-    cfg = TrainConfig(
+    train = TrainConfig(
         optimizer="adamw",
         lr=setup.ref_lr,
         steps=setup.ref_steps,
@@ -343,18 +317,51 @@ def _build_reference(setup: Setup) -> Reference:
         min_lr_ratio=0.1,
         seed=setup.seed,
     )
-    history = train(model, loss_fn, get_batch, cfg, progress=False)
-    model.eval()
+    data = CorpusSpec(
+        seed=setup.seed,
+        n_topics=setup.n_topics,
+        n_tokens=setup.n_tokens,
+        min_len=setup.min_len,
+        max_len=setup.max_len,
+        dirichlet=setup.dirichlet,
+        corpus_size=setup.corpus_size,
+        ref_batch=setup.ref_batch,
+    )
+    return lm.PretrainSpec(model=model, train=train, data=data, init_seed=setup.seed)
+
+
+def reference(setup: Setup, ctx: RunContext) -> Reference:
+    """The task, the data, the reference model and its log-probs. The model comes from the shared-artifact
+    cache (trained once per `reference_spec`); the rest is cheap and rebuilt once per process and setup
+    (`ctx.shared(..., persist=False)`), so the figures of one `companion reproduce` share it."""
+    return ctx.shared("reference-data", setup, lambda: _build_reference(setup, ctx), persist=False)
+
+
+def _build_reference(setup: Setup, ctx: RunContext) -> Reference:
+    start = time.perf_counter()
+    task = make_task(setup)
+    rng = np.random.default_rng([setup.seed, 2])
+    topics = rng.integers(0, setup.n_topics, size=setup.corpus_size)
+    corpus = task.sample(topics, rng)
+    train_pairs = make_pairs(task, setup.n_train_pairs, rng)
+    eval_pairs = make_pairs(task, setup.n_eval_pairs, rng)
+
+    def batches():
+        ids, labels = encode(task, topics, corpus)  # (corpus_size, T) each
+        order = torch.randint(
+            0,
+            setup.corpus_size,
+            (setup.ref_steps, setup.ref_batch),
+            generator=torch.Generator().manual_seed(setup.seed),
+        )  # (steps, B)
+        return lambda step, micro: (ids[order[step]], labels[order[step]])
+
+    pretrained = lm.pretrain(reference_spec(setup), batches, shared=ctx, name="reference")
+    model = pretrained.model
     for p in model.parameters():
         p.requires_grad_(False)
-    ref_train = (
-        sequence_logp(model, train_pairs.chosen_ids, train_pairs.chosen_labels).numpy(),
-        sequence_logp(model, train_pairs.rejected_ids, train_pairs.rejected_labels).numpy(),
-    )
-    ref_eval = (
-        sequence_logp(model, eval_pairs.chosen_ids, eval_pairs.chosen_labels).numpy(),
-        sequence_logp(model, eval_pairs.rejected_ids, eval_pairs.rejected_labels).numpy(),
-    )
+    ref_train = _pair_logps(model, train_pairs)
+    ref_eval = _pair_logps(model, eval_pairs)
     win_topics = np.arange(setup.n_win_prompts) % setup.n_topics
     ref_samples = generate(model, task, win_topics, seed=setup.seed + 7)
     return Reference(
@@ -364,7 +371,7 @@ def _build_reference(setup: Setup) -> Reference:
         eval=eval_pairs,
         ref_train=ref_train,
         ref_eval=ref_eval,
-        sft_loss=float(np.mean(history.loss[-20:])),
+        sft_loss=float(np.mean(pretrained.loss[-20:])),
         win_topics=win_topics,
         ref_samples=ref_samples,
         seconds=time.perf_counter() - start,
@@ -372,29 +379,13 @@ def _build_reference(setup: Setup) -> Reference:
 
 
 def generate(model: GPT, task: Task, topics: np.ndarray, seed: int) -> list[np.ndarray]:
-    """Sample one response per topic from `model` (ancestral sampling, topic tokens excluded, at most max_len
-    content tokens), with a private generator so that the training RNG is untouched."""
+    """Sample one response per topic from `model` (`common.lm.generate`: ancestral sampling at temperature
+    1 over the content tokens and <eos>, at most max_len content tokens), with a private generator seeded
+    with `seed`, so that the training RNG is untouched."""
     s = task.setup
-    gen = torch.Generator().manual_seed(seed)
-    ids = torch.from_numpy(task.topic_token(np.asarray(topics))).long()[:, None]  # (B, 1)
-    done = torch.zeros(len(topics), dtype=torch.bool)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for _ in range(s.max_len):
-            logits = model(ids).logits[:, -1, : s.n_tokens + 1]  # (B, N + 1): content tokens and <eos>
-            nxt = torch.multinomial(torch.softmax(logits.float(), -1), 1, generator=gen)[:, 0]  # (B,)
-            nxt = torch.where(done, torch.full_like(nxt, task.eos), nxt)
-            done |= nxt == task.eos
-            ids = torch.cat([ids, nxt[:, None]], 1)
-            if bool(done.all()):
-                break
-    model.train(was_training)
-    out = []
-    for row in ids[:, 1:].numpy():
-        stop = np.flatnonzero(row == task.eos)
-        out.append(row[: stop[0]] if stop.size else row)
-    return out
+    prompts = [[int(t)] for t in task.topic_token(np.asarray(topics))]
+    rows = lm.generate(model, prompts, s.max_len, eos=task.eos, generator=seed, vocab_size=s.n_tokens + 1)
+    return [np.asarray(r, dtype=np.int64) for r in rows]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -428,47 +419,43 @@ def eval_schedule(steps: int, points: int) -> list[int]:
     return [int(v) for v in grid]
 
 
-def dpo_run(config: Any, lr: float, steps: int) -> dict[str, Any]:
-    """DPO from the reference with learning rate `lr` for `steps` steps; JSON-able metrics (see module doc).
+@dataclass(frozen=True)
+class DPORunSpec:
+    """What one DPO run depends on: the whole setup (task, reference, DPO settings, evaluation points), the
+    learning rate and the number of steps."""
 
-    Cached per process on (setup, lr, steps), so figures that ask for the same run share it.
-    """
-    return _dpo_run_cached(setup_of(config), float(lr), int(steps))
+    setup: Setup
+    lr: float
+    steps: int
 
 
-@functools.lru_cache(maxsize=16)
-def _dpo_run_cached(setup: Setup, lr: float, steps: int) -> dict[str, Any]:
+def dpo_run(config: Any, lr: float, steps: int, ctx: RunContext) -> dict[str, Any]:
+    """DPO from the reference with learning rate `lr` for `steps` steps; metrics (see module doc), arrays
+    as NumPy. A shared artifact keyed by `DPORunSpec`, so figures that ask for the same run share it (in
+    one process and across processes)."""
     if not lr > 0:
         raise ConfigError(f"DPO learning rates must be positive, got {lr}")
     if steps < 1:
         raise ConfigError(f"DPO steps must be >= 1, got {steps}")
-    dpo_loss, sequence_logps = _dpo_ops()
-    ref = reference(setup)
+    spec = DPORunSpec(setup_of(config), float(lr), int(steps))
+    stored = ctx.shared("dpo", spec, lambda: _as_tensors(_dpo_run(spec, ctx)))
+    return {k: v.numpy().copy() if isinstance(v, torch.Tensor) else v for k, v in stored.items()}
+
+
+def _as_tensors(out: dict[str, Any]) -> dict[str, Any]:
+    """The run's arrays as tensors, which the shared-artifact cache stores (and loads with weights_only)."""
+    return {
+        k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
+        for k, v in out.items()
+    }
+
+
+def _dpo_run(spec: DPORunSpec, ctx: RunContext) -> dict[str, Any]:
+    setup, lr, steps = spec.setup, spec.lr, spec.steps
+    ref = reference(setup, ctx)
     tr, ev = ref.train, ref.eval
     ref_c = torch.from_numpy(ref.ref_train[0]).float()
     ref_r = torch.from_numpy(ref.ref_train[1]).float()
-    policy = copy.deepcopy(ref.model)
-    for p in policy.parameters():
-        p.requires_grad_(True)
-    policy.train()
-    P, B = len(tr), setup.dpo_batch
-    gen = torch.Generator().manual_seed(setup.seed + 1)
-    epochs = -(-steps * B // P)
-    order = torch.cat([torch.randperm(P, generator=gen) for _ in range(epochs)])[: steps * B].view(steps, B)
-
-    def get_batch(step: int, micro: int) -> tuple[torch.Tensor, ...]:
-        i = order[step]
-        ids = torch.cat([tr.chosen_ids[i], tr.rejected_ids[i]])  # (2B, T): chosen rows, then rejected
-        labels = torch.cat([tr.chosen_labels[i], tr.rejected_labels[i]])  # (2B, T)
-        return ids, labels, ref_c[i], ref_r[i]
-
-    def loss_fn(net: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        ids, labels, rc, rr = batch
-        hidden = net.forward_hidden(ids)  # (2B, T, C)
-        logps = sequence_logps(hidden, net.unembedding, labels, ignore_index=IGNORE)  # (2B,)
-        losses, _, _ = dpo_loss(logps[:B], logps[B:], rc, rr, beta=setup.beta)
-        return losses.mean()
-
     ref_mis = ref.ref_train[0] < ref.ref_train[1]  # initially mis-ranked training pairs (ties count correct)
     c_train = ref.ref_train[1] - ref.ref_train[0]
     ideal_eval = idealized_correct(*ref.ref_eval, ev.alpha, setup.beta)
@@ -525,15 +512,20 @@ def _dpo_run_cached(setup: Setup, lr: float, steps: int) -> dict[str, Any]:
                 train_correct=correct_now,
             )
 
-    eval_steps = set(eval_schedule(steps, setup.eval_points))
-
-    def callback(info: Any) -> None:
-        if info.step in eval_steps:
-            evaluate(info.step, info.model)
-
-    evaluate(0, policy)
-    cfg = TrainConfig(optimizer=setup.dpo_optimizer, lr=lr, steps=steps, seed=setup.seed, log_every=10)
-    train(policy, loss_fn, get_batch, cfg, callbacks=[callback], progress=False)
+    cfg = lm.DPOConfig(
+        train=TrainConfig(optimizer=setup.dpo_optimizer, lr=lr, steps=steps, seed=setup.seed, log_every=10),
+        beta=setup.beta,
+        batch_size=setup.dpo_batch,
+        order="shuffle",  # shuffled epochs of the training pairs
+        order_seed=setup.seed + 1,
+        concatenated=True,  # chosen and rejected rows in one forward pass
+        fused=False,  # sequence_logps on that pass, then dpo_loss
+    )
+    eval_steps = [0, *eval_schedule(steps, setup.eval_points)]
+    run = lm.dpo(
+        ref.model, tr.batch, cfg, reference_logps=(ref_c, ref_r), evaluate=evaluate, eval_steps=eval_steps
+    )
+    policy = run.policy
     # Final-step per-pair values (for the flip-difficulty figure) besides the best-validation checkpoint.
     pc, pr = _pair_logps(policy, tr)
     final_losses = dpo_pair_loss(pc, pr, *ref.ref_train, setup.beta)
