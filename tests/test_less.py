@@ -246,12 +246,16 @@ def test_exact_match_of_a_model_that_copies_the_labels():
     V = D.TOKENIZER.vocab_size
 
     class Oracle(torch.nn.Module):  # predicts the true next token at every position, except one flaw
-        def forward(self, ids):
+        config = pl.gpt_config(pl.ModelSize(1, 8, 2))  # what common.lm.generate reads of a GPT
+        unembedding = torch.zeros(1)
+
+        def forward(self, ids):  # (B, L) -> logits (B, L, V)
             logits = torch.zeros(*ids.shape, V)
-            target = torch.cat([ex.ids[:, 1:], ex.ids[:, -1:]], 1)
+            target = torch.cat([ex.ids[:, 1:], ex.ids[:, -1:]], 1)[:, : ids.shape[1]]
             logits.scatter_(2, target[..., None], 1.0)
-            logits[1, 10, :] = 0.0
-            logits[1, 10, ord("x")] = 1.0  # second example: first answer letter wrong
+            if ids.shape[1] > 10:
+                logits[1, 10, :] = 0.0
+                logits[1, 10, ord("x")] = 1.0  # second example: first answer letter wrong
             return type("Out", (), {"logits": logits})()
 
     assert pl.exact_match(Oracle(), ex).tolist() == [True, False]

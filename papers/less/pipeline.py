@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from common import lm
 from common.configs import ConfigError, Count, Index, NonNegative, OneOf, Positive, Range
 from common.distributed import is_distributed, rank
 from common.experiment import RunContext, memoised, shared_artifact
@@ -236,54 +237,55 @@ def size_of(setup: Setup) -> ModelSize:
     return ModelSize(setup.n_layer, setup.n_embd, setup.n_head)
 
 
-def new_gpt(size: ModelSize) -> GPT:
-    cfg = GPTConfig(
+def gpt_config(size: ModelSize) -> GPTConfig:
+    return GPTConfig(
         vocab_size=D.TOKENIZER.vocab_size, block_size=D.WIDTH, n_layer=size.n_layer, n_head=size.n_head,
         n_embd=size.n_embd,
     )  # fmt: skip
-    return GPT(cfg)
+
+
+def new_gpt(size: ModelSize) -> GPT:
+    return GPT(gpt_config(size))
 
 
 @dataclass(frozen=True)
-class BaseSpec:
-    """What the pretrained base depends on (its corpus: the families' weights, the seed and the problem split
-    that an `add` share in pretraining draws from)."""
+class BaseCorpus:
+    """What the base's pretraining batches depend on (the `data` of its `common.lm.PretrainSpec`): the
+    families' weights, the corpus seed, the problem split an `add` share draws from, the batch size and the
+    number of examples (steps x batch, read in order)."""
 
-    size: tuple[int, int, int]
     weights: tuple[tuple[str, float], ...]
     seed: int
     n_val: int
-    steps: int
     batch: int
-    lr: float
+    examples: int
+
+
+def base_spec(setup: Setup, size: ModelSize) -> lm.PretrainSpec:
+    """The base's pretraining, as a `common.lm.PretrainSpec`: all weights, next-token loss on responses,
+    AdamW with cosine decay to 10% after 30 warmup steps."""
+    train_cfg = TrainConfig(
+        optimizer="adamw", lr=setup.pretrain_lr, steps=setup.pretrain_steps, schedule="cosine",
+        warmup_steps=min(30, setup.pretrain_steps), min_lr_ratio=0.1, seed=setup.seed,
+        log_every=max(1, setup.pretrain_steps // 10),
+    )  # fmt: skip
+    corpus = BaseCorpus(
+        tuple(sorted(pretrain_weights(setup).items())), setup.seed, setup.n_val, setup.pretrain_batch,
+        setup.pretrain_steps * setup.pretrain_batch,
+    )  # fmt: skip
+    return lm.PretrainSpec(gpt_config(size), train_cfg, corpus, init_seed=setup.seed, ignore_index=D.IGNORE)
 
 
 def base_state(setup: Setup, size: ModelSize, shared_dir: Path) -> dict[str, torch.Tensor]:
     """The pretrained base's state dict (all weights trained), a shared artifact of the paper's figures."""
-    spec = BaseSpec(
-        (size.n_layer, size.n_embd, size.n_head), tuple(sorted(pretrain_weights(setup).items())), setup.seed,
-        setup.n_val, setup.pretrain_steps, setup.pretrain_batch, setup.pretrain_lr,
-    )  # fmt: skip
+    spec = base_spec(setup, size)
 
-    def build() -> dict[str, torch.Tensor]:
-        torch.manual_seed(setup.seed)
-        model = new_gpt(size)
-        corpus = pretrain_data(setup)
-        n = len(corpus)
+    def batches():
+        corpus = pretrain_data(setup)  # built only when the base is not cached
+        rows = lm.cyclic_rows(len(corpus), setup.pretrain_steps, setup.pretrain_batch)  # (steps, batch)
+        return lambda step, micro: (corpus.ids[rows[step]], corpus.labels[rows[step]])
 
-        def get_batch(step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-            rows = torch.arange(step * setup.pretrain_batch, (step + 1) * setup.pretrain_batch) % n
-            return corpus.ids[rows], corpus.labels[rows]
-
-        cfg = TrainConfig(
-            optimizer="adamw", lr=setup.pretrain_lr, steps=setup.pretrain_steps, schedule="cosine",
-            warmup_steps=min(30, setup.pretrain_steps), min_lr_ratio=0.1, seed=setup.seed,
-            log_every=max(1, setup.pretrain_steps // 10),
-        )  # fmt: skip
-        train(model, batch_loss, get_batch, cfg, progress=False)
-        return model.state_dict()
-
-    return shared_artifact(shared_dir, "base", spec, build)
+    return lm.pretrain(spec, batches, shared=shared_dir, name="base").model.state_dict()
 
 
 def lora_model(size: ModelSize, state: dict[str, torch.Tensor], setup: Setup, seed: int) -> GPT:
@@ -295,18 +297,10 @@ def lora_model(size: ModelSize, state: dict[str, torch.Tensor], setup: Setup, se
     return model
 
 
-def _schedule(n: int, steps: int, batch: int, seed: int) -> torch.Tensor:
-    """Row indices [steps, batch] into a set of n examples: shuffled epochs laid end to end."""
-    g = torch.Generator().manual_seed(seed)
-    need = steps * batch
-    perms = [torch.randperm(n, generator=g) for _ in range(math.ceil(need / n))]
-    return torch.cat(perms)[:need].view(steps, batch)
-
-
 def train_lora(
     model: GPT, examples: D.Examples, steps: int, batch: int, lr: float, seed: int, callbacks=()
 ) -> Any:
-    order = _schedule(len(examples), steps, batch, seed)
+    order = lm.shuffled_rows(len(examples), steps, batch, seed)  # (steps, batch)
 
     def get_batch(step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
         return examples.ids[order[step]], examples.labels[order[step]]
@@ -321,23 +315,15 @@ def train_lora(
 # ---------------------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------------------
-@torch.no_grad()
 def exact_match(model: GPT, examples: D.Examples) -> torch.Tensor:
-    """Per-example exact match [N] of greedy decoding of the response (and its <eos>)."""
-    was = model.training
-    model.eval()
-    ids, labels = examples.ids, examples.labels
-    scored = labels != D.IGNORE  # (N, T): positions that predict a response token
-    start = scored.float().argmax(1)  # (N,)
-    length = scored.sum(1)  # (N,)
-    cur = ids.clone()
-    rows = torch.arange(len(ids))
-    for k in range(int(length.max())):
-        pos = (start + k).clamp(max=ids.shape[1] - 2)
-        pred = model(cur).logits[rows, pos].argmax(-1)  # (N,)
-        cur[rows, pos + 1] = torch.where(k < length, pred, cur[rows, pos + 1])
-    model.train(was)
-    return ((cur[:, 1:] == ids[:, 1:]) | ~scored[:, :-1]).all(1)  # (N,)
+    """Per-example exact match [N] of greedy decoding (`common.lm.generate`) of the response and its <eos>."""
+    scored = examples.labels != D.IGNORE  # (N, T): positions that predict a response token
+    start = scored.float().argmax(1)  # (N,): the last prompt position
+    prompts = [row[: int(s) + 1].tolist() for row, s in zip(examples.ids, start, strict=True)]
+    targets = [row[row != D.IGNORE].tolist() for row in examples.labels]  # response + <eos>
+    decoded = lm.generate(model, prompts, max(len(t) for t in targets), temperature=0.0,
+                          eos=D.TOKENIZER.eos_id, keep_eos=True)  # fmt: skip
+    return torch.tensor([d[: len(t)] == t for d, t in zip(decoded, targets, strict=True)])
 
 
 @torch.no_grad()
