@@ -1,4 +1,4 @@
-"""The small-LM toolkit (common/lm.py): decoding (per-row eos, greedy = the argmax chain, seeded sampling =
+"""The small-LM toolkit (common/lm/): decoding (per-row eos, greedy = the argmax chain, seeded sampling =
 the plain ancestral loop), log-probs against a plain log_softmax, DPO/IPO steps against a hand-computed loss
 and gradient on every path, batch orders, and pretraining through the shared-artifact cache (hit, corrupted
 entry rebuilt). Also a worker for the two-process DPO check (`python tests/test_lm.py --ddp-worker`)."""
