@@ -149,4 +149,6 @@ FIGURE = Figure(
     expected="Both rise together in the first steps; once the policy is far from the reference, the win rate "
     "saturates or falls while the ranking accuracy keeps moving.",
     threads=1,  # tiny models: threads cost more than they give
+    # Nothing asserted at quick: the win-rate correlations use 4-5 checkpoints per phase there, so they are
+    # reported (and checked to be measured) only.
 )
