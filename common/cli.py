@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from common.configs import ConfigError, Scale, _is_union, _strip_annotated, parse_scale
+from common.distributed import shutdown
 from common.experiment import (
     DEFAULT_RESULTS,
     DONE,
@@ -176,7 +177,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        shutdown()  # under torchrun: every rank reaches the end before the process group goes
+        return code
     except ConfigError as err:
         print(f"companion: error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -17,6 +17,7 @@ import torch.distributed as dist
 __all__ = [
     "barrier",
     "broadcast_object",
+    "shutdown",
     "init_distributed",
     "is_distributed",
     "map_tensors",
@@ -120,3 +121,13 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def shutdown() -> None:
+    """End a torchrun script: wait for every rank (so no rank tears its gloo/nccl pairs down while another
+    still talks to it, which aborts with "terminate called without an active exception"), then destroy
+    the process group. A no-op in a single process."""
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
+        dist.destroy_process_group()

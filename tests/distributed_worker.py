@@ -14,10 +14,9 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from common.atomic import atomic_write_json, atomic_write_with
-from common.distributed import rank, world_size
+from common.distributed import rank, shutdown, world_size
 from common.models import GPT, GPTConfig
 from common.train import TrainConfig, train
 
@@ -82,8 +81,7 @@ def main() -> None:
                 "param_sum": float(sum(p.detach().double().sum() for p in model.parameters())),
             },
         )
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    shutdown()
 
 
 if __name__ == "__main__":

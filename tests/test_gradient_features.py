@@ -234,10 +234,9 @@ def test_two_ranks_gather_in_dataset_order(tmp_path):
 
 def _worker() -> None:
     """torchrun entry point: featurize 7 examples over the process group; rank 0 saves the result."""
-    import torch.distributed as dist
 
     from common.atomic import atomic_write_with
-    from common.distributed import init_distributed, rank
+    from common.distributed import init_distributed, rank, shutdown
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
@@ -249,7 +248,7 @@ def _worker() -> None:
         atomic_write_with(args.out, lambda handle: torch.save(features, handle))
     else:
         assert features is None
-    dist.destroy_process_group()
+    shutdown()
 
 
 if __name__ == "__main__":

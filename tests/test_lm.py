@@ -355,7 +355,7 @@ def test_pretrain_caches_rebuilds_corrupted_entries_and_leaves_the_rng(tmp_path,
 # Two processes (DDP) take the same DPO steps as one
 # --------------------------------------------------------------------------------------------------------
 def _ddp_worker(out: Path, fused: bool, concatenated: bool) -> None:
-    from common.distributed import rank
+    from common.distributed import rank, shutdown
 
     torch.set_num_threads(1)
     reference = _gpt(dtype=torch.float64)
@@ -371,6 +371,7 @@ def _ddp_worker(out: Path, fused: bool, concatenated: bool) -> None:
         params = {k: v.tolist() for k, v in run.policy.state_dict().items()}
         out.mkdir(parents=True, exist_ok=True)
         (out / "result.json").write_text(json.dumps({"loss": run.history.loss, "params": params}))
+    shutdown()
 
 
 def _free_port() -> int:
