@@ -116,6 +116,7 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
             "<=",
             0,
             paper_value="LESS's targets (MMLU, TydiQA, BBH) are disjoint from its training pool",
+            kind="sanity",
             details=f"validation {overlap['val']}, test {overlap['test']}; pool of {data['pool_size']}",
         ),
         Claim.check(
