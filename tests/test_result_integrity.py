@@ -6,6 +6,7 @@ the rerun must notice it in one line on stderr, recompute what it vouched for, a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,3 +220,27 @@ def test_declared_threads_apply_inside_run_and_are_restored(tmp_path):
     paper, figure = _toy([], threads=None, seen_threads=seen)
     _run(paper, figure, tmp_path / "other")
     assert seen[-1] == before
+
+
+def test_changed_claims_code_is_remeasured_from_data_without_a_rerun(tmp_path, capsys):
+    """A skipped figure's claims come from the current claims function applied to its verified data, so a
+    changed threshold or kind reaches done.json and the report without recomputing anything."""
+    calls: list[str] = []
+    paper, figure = _toy(calls)
+    first = _run(paper, figure, tmp_path)
+    assert first.claims[0].passed and first.claims[0].kind == "claim"
+    capsys.readouterr()
+    assert _run(paper, figure, tmp_path).skipped and capsys.readouterr().err == ""  # unchanged: silent
+
+    def stricter(data, config):
+        return [Claim.check("sum", "sum", sum(data["values"]), ">=", 100.0, kind="sanity")]
+
+    changed = dataclasses.replace(figure, claims=stricter)
+    object.__setattr__(paper, "figures", lambda: [changed])
+    again = _run(paper, changed, tmp_path)
+    assert again.skipped and calls.count("unit0") == 1
+    assert not again.claims[0].passed and again.claims[0].kind == "sanity"
+    assert "claims re-measured" in capsys.readouterr().err
+    done = load_done(first.out_dir)
+    assert done is not None and done["claims"][0]["threshold"] == 100.0
+    assert read_json(tmp_path / "toy_paper" / "quick" / "claims.json")["toy"][0]["threshold"] == 100.0
