@@ -289,7 +289,8 @@ def flop_bound(limit_examples_per_s: float, proj_dim: int, sgemm_gflops: float) 
 
 
 def summarize(rows: list[dict], sgemm_gflops: float | None = None) -> dict[str, Any]:
-    """Ratios and the stated performance targets per proj_dim, and (given the machine's sgemm rate) the flop bound."""
+    """Ratios and the stated performance targets per proj_dim, and (given the machine's sgemm rate) the
+    flop bound."""
     out: dict[str, Any] = {}
     for k in sorted({r["proj_dim"] for r in rows}):
         by = {r["provider"]: r for r in rows if r["proj_dim"] == k}

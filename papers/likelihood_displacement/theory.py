@@ -58,7 +58,8 @@ def displacement_margin(W: torch.Tensor, h: torch.Tensor, pos: int, neg: int) ->
     """<Wbar - W+, W+ - W-> - (1 - pi+ + pi-) ||h||^2: positive exactly when ln pi(y+) falls at this instant.
 
     When the mass sits on a third token (Wbar ~ W_yes, pi+- small) this is the condition
-    W_yes . (W+ - W-) > W+ . (W+ - W-) + ||h||^2 of the paper's No > Never example (Table 1 and Sec. 3, explained by Theorem 4).
+    W_yes . (W+ - W-) > W+ . (W+ - W-) + ||h||^2 of the paper's No > Never example (Table 1 and Sec. 3,
+    explained by Theorem 4).
     """
     return -token_rates(W, h, pos, neg, 1.0)[pos]
 
