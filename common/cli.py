@@ -45,7 +45,7 @@ from common.experiment import (
     run_check,
     run_figure,
     run_hash,
-    verified_done,
+    run_state,
 )
 
 EXIT_OK, EXIT_CLAIM_FAILED, EXIT_USAGE = 0, 1, 2
@@ -481,16 +481,15 @@ def plan_figure(
     whether it would skip the figure (complete and intact for this config, no --force) and why, and the
     seconds the last completed run at this scale took (None: unknown)."""
     config = figure.config_for(scale, seed, overrides)
-    digest = run_hash(figure, config, device)
-    out_dir = figure_dir(results, paper.key, scale, figure.name)
-    done, problem = verified_done(out_dir)
-    skip = done is not None and done.get("config_hash") == digest and not force
+    state = run_state(paper, figure, scale, config, results=results, device=device)
+    digest, out_dir, done = state.digest, state.out_dir, state.done
+    skip = state.complete and not force
     if skip:
         why = "complete and intact for this config"
-    elif done is not None and done.get("config_hash") == digest:
+    elif state.complete:
         why = "complete, but --force reruns it"
-    elif problem is not None:
-        why = f"its results do not verify: {problem}"
+    elif state.problem is not None:
+        why = f"its results do not verify: {state.problem}"
     elif done is not None:
         why = f"the complete results are for another config (hash {done.get('config_hash')})"
     else:
@@ -560,13 +559,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             for claim in result.claims:
                 say("   " + claim.line())
             failed += sum(not c.passed for c in result.claims)
-            config = fig.config_for(scale, args.seed, args.overrides)
             records.append(
                 {
                     "paper": paper.key,
                     "figure": fig.name,
                     "scale": scale.value,
-                    "config_hash": run_hash(fig, config, args.device),
+                    "config_hash": result.config_hash,
                     "out_dir": str(result.out_dir),
                     "skipped": result.skipped,
                     "seconds": round(wall, 2),

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
+import io
 import json
 import os
 import random
@@ -40,6 +41,7 @@ import numpy as np
 
 from common.atomic import (
     TMP_PREFIX,
+    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     atomic_write_with,
@@ -191,6 +193,7 @@ class FigureResult:
     claims: list[Claim]
     skipped: bool
     seconds: float
+    config_hash: str = ""
 
 
 def is_writer() -> bool:
@@ -312,6 +315,38 @@ def run_hash(figure: Figure, config: Any, device: str) -> str:
     return config_hash(config, {"device": device, "threads": figure.threads})
 
 
+@dataclass(frozen=True)
+class RunState:
+    """Where a figure's results for one config stand: its directory, the config's run hash, the verified
+    completion record (None when absent or not intact), and why it does not verify (None when it does or
+    is absent)."""
+
+    out_dir: Path
+    digest: str
+    done: dict[str, Any] | None
+    problem: str | None
+
+    @property
+    def complete(self) -> bool:
+        """Complete and intact for this very config: `run_figure` skips it unless forced."""
+        return self.done is not None and self.done.get("config_hash") == self.digest
+
+
+def run_state(
+    paper: Paper,
+    figure: Figure,
+    scale: Scale,
+    config: Any,
+    *,
+    results: Path = DEFAULT_RESULTS,
+    device: str = "cpu",
+) -> RunState:
+    """The state `run_figure` decides on (the CLI's dry run asks the same question)."""
+    out_dir = figure_dir(results, paper.key, scale, figure.name)
+    done, problem = verified_done(out_dir)
+    return RunState(out_dir, run_hash(figure, config, device), done, problem)
+
+
 def run_figure(
     paper: Paper,
     figure: Figure,
@@ -326,14 +361,14 @@ def run_figure(
 ) -> FigureResult:
     """Run (or skip, when complete and intact for the same config) one figure; returns its claims."""
     config = figure.config_for(scale, seed, overrides)
-    digest = run_hash(figure, config, device)
-    out_dir = figure_dir(results, paper.key, scale, figure.name)
-    done, problem = verified_done(out_dir)
-    if problem is not None:
-        notice(f"{problem}; recomputing {paper.key}/{Scale(scale).value}/{figure.name}")
-    if done is not None and done.get("config_hash") == digest and not force:
+    state = run_state(paper, figure, scale, config, results=results, device=device)
+    digest, out_dir, done = state.digest, state.out_dir, state.done
+    if state.problem is not None:
+        notice(f"{state.problem}; recomputing {paper.key}/{Scale(scale).value}/{figure.name}")
+    if state.complete and not force:
         claims = _current_claims(paper, figure, config, out_dir, done, results, scale)
-        return FigureResult(paper.key, figure.name, out_dir, claims, skipped=True, seconds=0.0)
+        return FigureResult(paper.key, figure.name, out_dir, claims, skipped=True, seconds=0.0,
+                            config_hash=digest)  # fmt: skip
 
     writer = is_writer()
     with torch_threads(figure.threads):
@@ -356,7 +391,7 @@ def run_figure(
         claims = figure.claims(data, config)
         seconds = time.perf_counter() - start
     if not writer:
-        return FigureResult(paper.key, figure.name, out_dir, claims, skipped=False, seconds=seconds)
+        return FigureResult(paper.key, figure.name, out_dir, claims, False, seconds, digest)
     atomic_write_json(out_dir / "data.json", data)
     files = figure.plot(data, out_dir)
     record = {
@@ -373,7 +408,7 @@ def run_figure(
     }
     atomic_write_json(out_dir / DONE, {**record, "sha256": _json_sha256(_json_round_trip(record))})
     write_paper_claims(results, paper, scale)
-    return FigureResult(paper.key, figure.name, out_dir, claims, skipped=False, seconds=seconds)
+    return FigureResult(paper.key, figure.name, out_dir, claims, False, seconds, digest)
 
 
 def _current_claims(
@@ -500,28 +535,33 @@ def shared_artifact(
             _remember(key, (0, 0), build())
         return _MEMO[key][1]
     barrier()
-    state = broadcast_object(_entry_state(entry) if is_writer() else None)
+    state, verified = _entry_state(entry) if is_writer() else (None, None)
+    state = broadcast_object(state)
     if state == "ok":
         stamp = _stamp(artifact)
         memo = _MEMO.get(entry)
         if memo is not None and memo[0] == stamp:
             return memo[1]
-        value = torch.load(artifact, weights_only=True)
+        blob = verified if verified is not None else artifact.read_bytes()  # rank 0 read it to verify it
+        value = torch.load(io.BytesIO(blob), weights_only=True)
         _remember(entry, stamp, value)
         return value
     if state != "absent":
         notice(f"{state}; rebuilding the shared artifact {entry.name}")
     value = build()
     if is_writer():
-        (manifest).unlink(missing_ok=True)
-        atomic_write_with(artifact, lambda h: torch.save(value, h))
+        manifest.unlink(missing_ok=True)
+        buffer = io.BytesIO()
+        torch.save(value, buffer)
+        blob = buffer.getvalue()
+        atomic_write_bytes(artifact, blob)
         atomic_write_json(
             manifest,
             {
                 "name": name,
                 "spec_type": type(spec).__qualname__,
                 "spec": config_to_dict(spec),
-                "sha256": sha256_file(artifact),
+                "sha256": hashlib.sha256(blob).hexdigest(),
             },
         )
         _remember(entry, _stamp(artifact), value)
@@ -535,23 +575,26 @@ def memoised(name: str, spec: Any, build: Callable[[], T]) -> T:
     return shared_artifact(Path("<memory>"), name, spec, build, persist=False)
 
 
-def _entry_state(entry: Path) -> str:
-    """'ok', 'absent', or why the entry does not verify."""
+def _entry_state(entry: Path) -> tuple[str, bytes | None]:
+    """('ok', the artifact's bytes once verified, or None when the process memo vouches for it), or
+    ('absent', None), or (why the entry does not verify, None)."""
     artifact, manifest = entry / ARTIFACT, entry / MANIFEST
     if not manifest.exists():
-        return "absent" if not artifact.exists() else f"{manifest} is missing (a build was interrupted)"
+        why = "absent" if not artifact.exists() else f"{manifest} is missing (a build was interrupted)"
+        return why, None
     try:
         recorded = read_json(manifest)["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        return f"{manifest} is unreadable ({_why(err)})"
+        return f"{manifest} is unreadable ({_why(err)})", None
     if not artifact.exists():
-        return f"{artifact} is missing"
+        return f"{artifact} is missing", None
     memo = _MEMO.get(entry)
     if memo is not None and memo[0] == _stamp(artifact):
-        return "ok"  # verified when it was loaded or written in this process, unchanged since
-    if sha256_file(artifact) != recorded:
-        return f"{artifact} does not match the SHA-256 in its manifest"
-    return "ok"
+        return "ok", None  # verified when it was loaded or written in this process, unchanged since
+    blob = artifact.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != recorded:
+        return f"{artifact} does not match the SHA-256 in its manifest", None
+    return "ok", blob
 
 
 def _stamp(path: Path) -> tuple[int, int]:
