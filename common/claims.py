@@ -228,6 +228,48 @@ def bootstrap_interval(
     return low, high
 
 
+def over_seeds(
+    values: Sequence[float], statistic: Callable[..., float] = np.mean, seed: int = 0
+) -> dict[str, Any]:
+    """`per_seed=` and `interval=` for `Claim.check` from one value per seed: `Claim.check(..., measured,
+    ..., **over_seeds(values))`, the interval being `bootstrap_interval(values, statistic)`. The claim's
+    `measured` should be `statistic(values)` (or the same quantity computed from the pooled runs)."""
+    x = np.asarray(values, dtype=float).ravel()
+    return {"per_seed": tuple(float(v) for v in x), "interval": bootstrap_interval(x, statistic, seed=seed)}
+
+
+def correlation_interval(
+    r: float, n: int, rank: bool = True, confidence: float = 0.95
+) -> tuple[float, float]:
+    """The `confidence` interval of a correlation r over n pairs by Fisher's z = atanh(r): tanh(z +- z_q se)
+    with se = sqrt(1.06 / (n - 3)) for Spearman's rho (Fieller, Hartley & Pearson 1957; `rank=True`) or
+    1 / sqrt(n - 3) for Pearson's r. Needs n >= 4."""
+    from scipy import stats
+
+    if n < 4:
+        raise ValueError(f"correlation_interval needs n >= 4 pairs, got {n}")
+    if not math.isfinite(r):
+        return float("nan"), float("nan")
+    z = math.atanh(min(max(r, -0.999999), 0.999999))
+    se = math.sqrt((1.06 if rank else 1.0) / (n - 3))
+    half = float(stats.norm.ppf(0.5 + confidence / 2)) * se
+    return math.tanh(z - half), math.tanh(z + half)
+
+
+def difference_interval(
+    a: Sequence[float], b: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """The `confidence` interval of mean(a) - mean(b) for two independent samples (Welch's t,
+    scipy.stats.ttest_ind with equal_var=False). Each sample needs at least 2 values."""
+    from scipy import stats
+
+    xa, xb = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if xa.size < 2 or xb.size < 2:
+        raise ValueError(f"difference_interval needs >= 2 values per sample, got {xa.size} and {xb.size}")
+    ci = stats.ttest_ind(xa, xb, equal_var=False).confidence_interval(confidence)
+    return float(ci.low), float(ci.high)
+
+
 def slope_interval(x: Sequence[float], y: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
     """The `confidence` interval of the least-squares slope of y on x (scipy.stats.linregress): slope +-
     t_{n-2} * stderr. The slope itself is the interval's midpoint (`linregress(x, y).slope`).

@@ -225,3 +225,47 @@ def test_balanced_accuracy_and_constant_baseline():
     assert constant_baseline(["a", "b", "b", "c"]).label == "b"
     with pytest.raises(ValueError, match="same shape"):
         balanced_accuracy([0, 1], [0, 1, 1])
+
+
+def test_over_seeds_gives_per_seed_values_and_the_bootstrap_interval():
+    from common.claims import over_seeds
+
+    values = [0.1, 0.3, 0.2, 0.4]
+    stats = over_seeds(values)
+    assert stats["per_seed"] == tuple(values)
+    assert stats["interval"] == bootstrap_interval(values)
+    claim = Claim.check("x.y", "s", 0.25, ">=", 0.0, **stats)
+    assert claim.interval[0] <= 0.25 <= claim.interval[1] and claim.state == "pass"
+
+
+def test_correlation_interval_matches_fisher_z_and_covers_simulated_correlations():
+    from common.claims import correlation_interval
+
+    low, high = correlation_interval(0.5, 103, rank=False)
+    half = 1.959963984540054 / 10.0
+    assert low == pytest.approx(math.tanh(math.atanh(0.5) - half))
+    assert high == pytest.approx(math.tanh(math.atanh(0.5) + half))
+    spearman = correlation_interval(0.5, 103)
+    assert spearman[1] - spearman[0] > high - low  # the Spearman interval is wider
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(400):  # Pearson r of 30 correlated normal pairs with rho = 0.6
+        x = rng.standard_normal(30)
+        y = 0.6 * x + 0.8 * rng.standard_normal(30)
+        lo, hi = correlation_interval(float(np.corrcoef(x, y)[0, 1]), 30, rank=False)
+        covered += lo <= 0.6 <= hi
+    assert 0.9 <= covered / 400 <= 0.99
+    with pytest.raises(ValueError, match="n >= 4"):
+        correlation_interval(0.1, 3)
+
+
+def test_difference_interval_is_welchs():
+    from scipy import stats
+
+    from common.claims import difference_interval
+
+    a, b = [1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.0, 1.0, 0.5]
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert difference_interval(a, b) == pytest.approx((ci.low, ci.high))
+    with pytest.raises(ValueError, match=">= 2 values"):
+        difference_interval([1.0], b)

@@ -81,6 +81,7 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
             s["less_t"]["mean"] - s["random"]["mean"],
             ">=",
             config.min_margin_random,
+            **pl.paired_difference(s["less_t"], s["random"]),
             paper_value="a smaller model's selection trains larger / other models well (abstract, Table 2)",
             details=details,
         )

@@ -39,6 +39,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from common import lm
+from common.claims import over_seeds
 from common.configs import ConfigError, Count, Index, NonNegative, OneOf, Positive, Range
 from common.distributed import is_distributed, rank
 from common.experiment import RunContext, memoised, shared_artifact
@@ -548,3 +549,13 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "subtask_acc": {k: float(np.mean([r["acc"][k] for r in runs])) for k in D.SUBTASKS},
         "subtask_loss": {k: float(np.mean([r["loss"][k] for r in runs])) for k in D.SUBTASKS},
     }
+
+
+def paired_difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """`per_seed=` and `interval=` (bootstrap over seeds) of a - b for two `summary` results trained with
+    the same fine-tuning seeds (paired seed by seed), for `Claim.check(..., **paired_difference(a, b))`."""
+    x, y = np.asarray(a["per_seed"], dtype=float), np.asarray(b["per_seed"], dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired runs need the same seeds, got {x.size} and {y.size} runs")
+    return over_seeds(x - y)
+

@@ -28,7 +28,7 @@ import torch
 from scipy.stats import spearmanr
 
 from common import lm
-from common.claims import Claim
+from common.claims import Claim, correlation_interval, difference_interval
 from common.configs import ConfigError, Count, Fraction, Index, Positive, Range, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import new_figure, save
@@ -208,6 +208,7 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
             ">=",
             0.3,
             paper_value="higher CHES percentile -> larger decrease, all models (Figure 2)",
+            interval=correlation_interval(base["ches"], len(c)),
             details=f"LN-CHES {base['ln_ches']:.2f}, -edit distance {base['minus_edit_distance']:.2f}, "
             f"last-hidden inner product {base['last_hidden_ip']:.2f}; within type (CHES): {within_txt}",
         ),
@@ -217,6 +218,7 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
             bottom - top,
             ">",
             0.0,
+            interval=difference_interval(d[order[:k]], d[order[-k:]]) if k >= 2 else None,
             details=f"bottom decile {bottom:+.3f}, top decile {top:+.3f}",
         ),
         Claim.check(

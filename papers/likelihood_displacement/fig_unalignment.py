@@ -159,6 +159,9 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
             ">=",
             15.0,
             paper_value="Llama-3-8B-Instruct 74.4% -> 33.4% (41 points)",
+            paper_number=41.0,
+            paper_unit="points",
+            paper_source="Sec. 6, Fig. 3 (Llama-3-8B-Instruct, SORRY-Bench)",
             details=f"{100 * before:.1f}% -> {100 * data['dpo_all']['rate']:.1f}%; "
             f"pairs: {data['pair_kinds']}; "
             f"mean change of ln pi(y+) {data['dpo_all']['mean_dchosen']:+.2f}",

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.claims import Claim
+from common.claims import Claim, bootstrap_interval, over_seeds
 from common.configs import Count, Index, NonNegative, Positive, Range, Scale
 from common.data.real import load_digits_split
 from common.experiment import Figure, RunContext
@@ -130,16 +130,34 @@ def _stable_max_lr(lrs: np.ndarray, mean_acc: np.ndarray) -> float:
     return float(stable.max()) if stable.size else float("nan")
 
 
+def _abs_interval(interval: tuple[float, float]) -> tuple[float, float]:
+    """The interval of |m| from an interval (low, high) of m: [0, max] when it contains 0."""
+    low, high = interval
+    if low <= 0.0 <= high:
+        return 0.0, max(-low, high)
+    return min(abs(low), abs(high)), max(abs(low), abs(high))
+
+
 def claims(data: dict[str, Any], config: Config) -> list[Claim]:
     lrs = np.asarray(data["effective_lrs"])
     sgd_small, sgdm_small = (np.asarray(data[f"small_batch/{o}/mean"]) for o in ("sgd", "sgdm"))
     sgd_large, sgdm_large = (np.asarray(data[f"large_batch/{o}/mean"]) for o in ("sgd", "sgdm"))
+    all_acc = {k: np.asarray(data[f"{k}/all"], dtype=float) for r in ("small_batch", "large_batch")
+               for k in (f"{r}/sgd", f"{r}/sgdm")}  # each (lrs, seeds)
     # Small-lr regime: every effective lr up to the one where SGD's accuracy peaks (beyond it the lr, not the
     # noise, limits training, which is the regime the paper excludes).
     best = int(np.argmax(sgd_small))
-    small_gap = float(np.max(np.abs(sgd_small[: best + 1] - sgdm_small[: best + 1])))
+    small_gaps = np.abs(sgd_small[: best + 1] - sgdm_small[: best + 1])
+    worst = int(np.argmax(small_gaps))
+    small_gap = float(small_gaps[worst])
+    worst_per_seed = all_acc["small_batch/sgd"][worst] - all_acc["small_batch/sgdm"][worst]  # (seeds,)
     ratio = _stable_max_lr(lrs, sgdm_large) / _stable_max_lr(lrs, sgd_large)
-    gain = float(np.max(sgdm_large - sgd_large))
+    # Best vs best: each optimizer at its own best effective lr (the same pick on both sides, as the paper's
+    # grid searches do); the per-seed values are paired differences at those two lrs.
+    best_sgd, best_sgdm = int(np.argmax(sgd_large)), int(np.argmax(sgdm_large))
+    best_vs_best = float(sgdm_large[best_sgdm] - sgd_large[best_sgd])
+    best_per_seed = all_acc["large_batch/sgdm"][best_sgdm] - all_acc["large_batch/sgd"][best_sgd]  # (seeds,)
+    max_gain = float(np.max(sgdm_large - sgd_large))
     return [
         Claim.check(
             "momentum.digits.small_batch_coincide",
@@ -150,6 +168,10 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
             "<=",
             config.small_gap_tolerance,
             paper_value="ImageNet/RoBERTa: curves coincide at small and medium batch",
+            per_seed=worst_per_seed,
+            interval=_abs_interval(bootstrap_interval(worst_per_seed)),
+            details=f"largest |mean gap| at eta = {lrs[worst]:g}; per seed: SGD - SGDM there; interval: "
+            "|.| of the bootstrap interval of the mean signed gap",
         ),
         Claim.check(
             "momentum.digits.large_batch_stability",
@@ -162,12 +184,15 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
             "lambda_max): 19x SGD's 2/lambda_max at beta=0.9 on a quadratic",
         ),
         Claim.check(
-            "momentum.digits.large_batch_gain",
-            "full batch: max over effective lr of acc(SGDM) - acc(SGD)",
-            gain,
-            ">=",
-            0.3,
-            paper_value="momentum helps at large batch, large lr",
+            "momentum.digits.large_batch_best_vs_best",
+            "full batch: SGDM's best test accuracy over the effective-lr grid exceeds SGD's best",
+            best_vs_best,
+            ">",
+            0.0,
+            paper_value="ImageNet batch-size study: at large batch SGDM (lr tuned) beats SGD (lr tuned)",
+            **over_seeds(best_per_seed),
+            details=f"best eta: SGD {lrs[best_sgd]:g}, SGDM {lrs[best_sgdm]:g}; the largest gap at one eta "
+            f"(where SGD diverges, a restatement of the stability claim, not claimed): {max_gain:+.3f}",
         ),
     ]
 
@@ -202,11 +227,11 @@ FIGURE = Figure(
     expected="Small batch: the two curves coincide up to SGD's best lr. Full batch: SGD diverges at large "
     "effective lr where SGDM still trains.",
     threads=1,  # small models: threads cost more than they give, and results stay bitwise stable
-    # Asserted at quick: every claim; all held at seeds 0-4. Smallest margins: small-batch max gap 0.0089 vs
-    # 0.015 (about 3 test digits of 450 to spare), stability ratio 4 vs 3, full-batch gain 0.86 vs 0.3.
+    # Asserted at quick: both claims that held at seeds 0-4 with room. Smallest margins: small-batch max gap
+    # 0.0089 vs 0.015 (about 3 test digits of 450 to spare), stability ratio 4 vs 3. Best vs best is reported,
+    # not asserted (about -1 point at default: red).
     asserted_at_quick=(
         "momentum.digits.small_batch_coincide",
         "momentum.digits.large_batch_stability",
-        "momentum.digits.large_batch_gain",
     ),
 )

@@ -31,7 +31,7 @@ class Config(pipeline.Setup):
     lrs: tuple[Positive, ...] = (1e-5, 1e-4, 1e-3)
     steps: Count = 250
     min_gap: Annotated[float, Range(-1, 1)] = 0.15  # idealized - observed held-out accuracy, at the best lr
-    max_small_lr_flip_rate: Fraction = 0.10  # the paper's "< 10% of mis-ranked pairs flip"
+    max_flip_rate: Fraction = 0.10  # the paper's "< 10% of mis-ranked pairs flip"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -92,12 +92,26 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     return data
 
 
+def _flip_rate_at_loss(run: dict[str, Any], loss: float) -> float:
+    """The flip rate at the first evaluated step whose held-out DPO loss is <= `loss` (NaN if none)."""
+    for l_value, rate in zip(run["curve"]["eval_loss"], run["curve"]["flip_rate"], strict=True):
+        if l_value <= loss:
+            return float(rate)
+    return float("nan")
+
+
 def claims(data: dict[str, Any], config: Config) -> list[Claim]:
     ref, runs = data["reference"], data["runs"]
     best = max(runs, key=lambda r: r["best_eval_rank_acc"])
-    small = min(runs, key=lambda r: r["lr"])
+    lowest = min(runs, key=lambda r: r["best_eval_loss"])
+    # Flips at a matched decrease of the held-out DPO loss: the first checkpoint of each run at or below the
+    # loss that every run reaches (a small lr that barely trains flips little for that reason alone).
+    matched_loss = max(r["best_eval_loss"] for r in runs)
+    matched = ", ".join(f"lr {r['lr']:g}: {_flip_rate_at_loss(r, matched_loss):.1%}" for r in runs)
     falling = [r["flip_by_c"]["rate"][0] - r["flip_by_c"]["rate"][-1] for r in runs]
-    sweep = ", ".join(f"lr {r['lr']:g}: {r['best_flip_rate']:.1%}" for r in runs)
+    sweep = ", ".join(
+        f"lr {r['lr']:g}: {r['best_flip_rate']:.1%} (loss {r['best_eval_loss']:.4f})" for r in runs
+    )
     return [
         Claim.check(
             "ranking_accuracy.gap.alignment_gap",
@@ -111,15 +125,18 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
             f"{best['lr']:g}; reference {ref['ref_eval_rank_acc']:.3f}",
         ),
         Claim.check(
-            "ranking_accuracy.gap.few_flips_small_lr",
-            f"fraction of initially mis-ranked training pairs flipped at the best checkpoint, smallest lr "
-            f"({small['lr']:g})",
-            small["best_flip_rate"],
+            "ranking_accuracy.gap.few_flips",
+            "fraction of initially mis-ranked training pairs flipped at the lowest held-out DPO loss of the "
+            f"whole lr sweep (lr {lowest['lr']:g}, step {lowest['best_step']})",
+            lowest["best_flip_rate"],
             "<",
-            config.max_small_lr_flip_rate,
-            paper_value="< 10% of mis-ranked pairs flip (Sec. 4.1)",
-            details=f"lr sweep: {sweep}; held-out DPO loss at the smallest lr {small['best_eval_loss']:.4f} "
-            f"(log 2 = 0.6931)",
+            config.max_flip_rate,
+            paper_value="< 10% of mis-ranked pairs flip at the lowest-validation-loss checkpoint (Sec. 4.1)",
+            paper_number=0.10,
+            paper_unit="fraction (upper bound)",
+            paper_source="Sec. 4.1",
+            details=f"at each lr's lowest held-out loss: {sweep}; at a matched held-out loss "
+            f"{matched_loss:.4f} (the level every lr reaches): {matched}",
         ),
         Claim.check(
             "ranking_accuracy.gap.flips_fall_with_c",
@@ -136,8 +153,29 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
     ]
 
 
+def _plot_four_categories(ax: Any, run: dict[str, Any], ref_correct: float) -> None:
+    """Training dynamics of the ranking (the paper's four categories, as shares of all training pairs):
+    correct -> correct, flipped (incorrect -> correct), unflipped (correct -> incorrect), incorrect ->
+    incorrect, over the DPO steps of one run."""
+    steps = np.asarray(run["curve"]["step"])
+    flip = np.asarray(run["curve"]["flip_rate"], dtype=float)  # of the initially mis-ranked
+    unflip = np.asarray(run["curve"]["unflip_rate"], dtype=float)  # of the initially correct
+    shares = {
+        "correct -> correct": ref_correct * (1 - unflip),
+        "flipped (incorrect -> correct)": (1 - ref_correct) * flip,
+        "unflipped (correct -> incorrect)": ref_correct * unflip,
+        "incorrect -> incorrect": (1 - ref_correct) * (1 - flip),
+    }
+    ax.stackplot(steps, *shares.values(), labels=list(shares), colors=PALETTE[:4], alpha=0.85)
+    ax.set_xlabel("DPO step")
+    ax.set_ylabel("share of training pairs")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"ranking dynamics, lr {run['lr']:g}", fontsize=8)
+    ax.legend(fontsize=6, loc="lower left")
+
+
 def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
-    fig, axes = new_figure(ncols=3, width=3.5)
+    fig, axes = new_figure(ncols=4, width=3.5)
     ref, runs = data["reference"], data["runs"]
     ax = axes[0]
     for i, r in enumerate(runs):
@@ -198,6 +236,8 @@ def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
     ax.set_ylabel("flip rate")
     ax.set_title("flip rate by c = log pi_ref(y_l)/pi_ref(y_w)", fontsize=8)
     ax.legend(fontsize=7)
+
+    _plot_four_categories(axes[3], min(runs, key=lambda r: r["best_eval_loss"]), ref["ref_train_rank_acc"])
     return save(fig, out_dir, "alignment_gap")
 
 
@@ -210,13 +250,12 @@ FIGURE = Figure(
     plot=plot,
     claims=claims,
     expected="Held-out ranking accuracy stays far below the idealized line at every lr; few mis-ranked "
-    "pairs flip at small lr, and in every run flips concentrate at small c.",
+    "pairs flip at the lowest held-out loss, and in every run flips concentrate at small c.",
     threads=1,  # tiny models: threads cost more than they give
-    # Asserted at quick: the gap (>= 0.43 at seeds 0-4, vs 0.15) and the few flips at the smallest lr (<=
-    # 1.6%, vs 10%). flips_fall_with_c is reported: its minimum over the sweep came down to 0.015 at seed 2,
-    # one pair of a third of the mis-ranked ones (the lr 1e-5 run flips a handful), no room for another CPU.
-    asserted_at_quick=(
-        "ranking_accuracy.gap.alignment_gap",
-        "ranking_accuracy.gap.few_flips_small_lr",
-    ),
+    # Asserted at quick: the gap (>= 0.43 at seeds 0-4, vs 0.15). few_flips is reported, not asserted: at
+    # the sweep's lowest held-out loss (lr 1e-3) DPO flips most mis-ranked pairs here (red). An earlier
+    # version judged it at the smallest lr, which barely trains (a pass that said nothing).
+    # flips_fall_with_c is reported: its minimum over the sweep came down to 0.015 at seed 2, one pair of a
+    # third of the mis-ranked ones (the lr 1e-5 run flips a handful), no room for another CPU.
+    asserted_at_quick=("ranking_accuracy.gap.alignment_gap",),
 )

@@ -11,6 +11,7 @@ Cost: one DPO run (shared with fig_alignment_gap at quick scale): quick ~1 s ext
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 import numpy as np
 
 from common.claims import Claim
-from common.configs import ConfigError, Count, Positive, Range, Scale
+from common.configs import ConfigError, Count, Index, Positive, Range, Scale
 from common.experiment import Figure, RunContext
 from common.plotting import PALETTE, new_figure, save
 from papers.ranking_accuracy import config as cfgs
@@ -29,6 +30,8 @@ from papers.ranking_accuracy import pipeline
 class Config(pipeline.Setup):
     lr: Positive = cfgs.HIGH_LR
     steps: Count = 250
+    # world seeds (task, reference, DPO batches): one run per seed, correlations pooled over them
+    seeds: tuple[Index, ...] = (0,)
     min_close_correlation: Annotated[float, Range(-1, 1)] = 0.7  # correlations lie in [-1, 1]
     max_far_correlation: Annotated[float, Range(-1, 1)] = 0.0
 
@@ -38,6 +41,8 @@ class Config(pipeline.Setup):
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be a non-empty tuple of distinct seeds, got {self.seeds}")
         if self.eval_points < 6:
             raise ConfigError(
                 f"eval_points must be >= 6 to correlate within two phases, got {self.eval_points}"
@@ -48,6 +53,7 @@ CONFIGS = {
     scale: Config(
         **{**cfgs.SETUP[scale], "eval_points": cfgs.WINRATE_EVAL_POINTS[scale]},
         steps=cfgs.WINRATE_STEPS[scale],
+        seeds=cfgs.WINRATE_SEEDS[scale],
     )
     for scale in Scale
 }
@@ -79,31 +85,64 @@ def compute(config: Config, ctx: RunContext) -> dict[str, Any]:
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
-    return ctx.part(f"dpo-lr{config.lr:g}-steps{config.steps}", lambda: compute(config, ctx))
+    runs = []
+    for seed in ctx.progress(config.seeds, desc="win-rate seeds"):
+        seeded = dataclasses.replace(config, seed=seed, seeds=(seed,))
+        runs.append(
+            {"seed": seed, **ctx.part(f"dpo-seed{seed}-lr{config.lr:g}-steps{config.steps}",
+                                      lambda c=seeded: compute(c, ctx))}
+        )
+    sizes = {"close": [r["n_close"] for r in runs], "far": [r["n_far"] for r in runs],
+             "all": [r["n_close"] + r["n_far"] for r in runs]}
+    pooled = {phase: pooled_correlation([r[f"{phase}_corr"] for r in runs], n) for phase, n in sizes.items()}
+    return {"lr": config.lr, "runs": runs, "pooled": pooled,
+            "n_close": sum(r["n_close"] for r in runs), "n_far": sum(r["n_far"] for r in runs)}
+
+
+def pooled_correlation(rs: list[float], ns: list[int]) -> dict[str, Any]:
+    """Correlations of independent runs pooled by Fisher's z with weights n_i - 3: r = tanh(sum w_i z_i /
+    sum w_i), 95% interval tanh(z +- 1.96 / sqrt(sum w_i)) (the fixed-effect meta-analytic estimate).
+    Runs with fewer than 4 points or an undefined r are left out; NaN when none remains."""
+    keep = [(r, n) for r, n in zip(rs, ns, strict=True) if n >= 4 and np.isfinite(r)]
+    if not keep:
+        return {"r": float("nan"), "interval": [float("nan"), float("nan")], "per_seed": list(rs)}
+    weights = np.array([n - 3 for _, n in keep], dtype=float)
+    z = np.arctanh(np.clip([r for r, _ in keep], -0.999999, 0.999999))
+    mean = float(np.sum(weights * z) / weights.sum())
+    half = 1.96 / float(np.sqrt(weights.sum()))
+    return {"r": float(np.tanh(mean)), "interval": [float(np.tanh(mean - half)), float(np.tanh(mean + half))],
+            "per_seed": [float(r) for r in rs]}
 
 
 def claims(data: dict[str, Any], config: Config) -> list[Claim]:
+    pooled = data["pooled"]
     details = (
-        f"Pearson r over all {data['n_close'] + data['n_far']} checkpoints {data['all_corr']:.2f}; split at "
-        f"KL {data['kl_split']:.2f} nats"
+        f"{len(data['runs'])} seeds ({', '.join(str(r['seed']) for r in data['runs'])}), each split at its "
+        f"median KL; pooled r over all checkpoints {pooled['all']['r']:.2f}; per seed close / far: "
+        + "; ".join(f"{r['close_corr']:.2f} / {r['far_corr']:.2f}" for r in data["runs"])
     )
     return [
         Claim.check(
             "ranking_accuracy.winrate.correlated_close",
             f"Pearson r of held-out ranking accuracy and win rate over the {data['n_close']} checkpoints "
-            "closest to the reference (KL <= median)",
-            data["close_corr"],
+            "closest to the reference (KL <= each run's median), pooled over seeds (Fisher z)",
+            pooled["close"]["r"],
             ">=",
             config.min_close_correlation,
+            per_seed=pooled["close"]["per_seed"],
+            interval=pooled["close"]["interval"],
             paper_value="strongly correlated close to the reference (Sec. 5)",
             details=details,
         ),
         Claim.check(
             "ranking_accuracy.winrate.decoupled_far",
-            f"Pearson r over the {data['n_far']} checkpoints farther from the reference (KL > median)",
-            data["far_corr"],
+            f"Pearson r over the {data['n_far']} checkpoints farther from the reference (KL > median), "
+            "pooled over seeds (Fisher z)",
+            pooled["far"]["r"],
             "<=",
             config.max_far_correlation,
+            per_seed=pooled["far"]["per_seed"],
+            interval=pooled["far"]["interval"],
             paper_value="not / anti-correlated far from the reference (Sec. 5)",
             details=details,
         ),
@@ -112,7 +151,8 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
 
 def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
     fig, axes = new_figure(ncols=2, width=3.9)
-    curve = data["curve"]
+    first = data["runs"][0]
+    curve = first["curve"]
     kl = np.asarray(curve["kl"])
     ax = axes[0]
     ax.plot(
@@ -123,14 +163,14 @@ def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
     ax.set_xlim(left=0)
     ax.set_xlabel("DPO step")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"DPO, lr {data['lr']:g}")
+    ax.set_title(f"DPO, lr {data['lr']:g}, seed {first['seed']}")
     ax.legend(fontsize=7)
     ax = axes[1]
-    close = kl <= data["kl_split"]
+    close = kl <= first["kl_split"]
     acc, win = np.asarray(curve["eval_rank_acc"]), np.asarray(curve["win_rate"])
     ax.plot(acc, win, color="lightgray", linewidth=1, zorder=0)
-    ax.scatter(acc[close], win[close], color=PALETTE[0], label=f"close (r = {data['close_corr']:.2f})")
-    ax.scatter(acc[~close], win[~close], color=PALETTE[1], label=f"far (r = {data['far_corr']:.2f})")
+    ax.scatter(acc[close], win[close], color=PALETTE[0], label=f"close (r = {first['close_corr']:.2f})")
+    ax.scatter(acc[~close], win[~close], color=PALETTE[1], label=f"far (r = {first['far_corr']:.2f})")
     ax.set_xlabel("held-out ranking accuracy")
     ax.set_ylabel("win rate")
     ax.set_title("split at the median KL(pi || pi_ref)")
