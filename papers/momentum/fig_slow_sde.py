@@ -6,7 +6,9 @@ the curve u v = 1, on which the sharpness tr Hessian = u^2 + v^2 >= 2; label noi
 Starting sharp (u0 = 3, v0 = 1/3, sharpness 9.11) we run, on thousands of vectorized paths, SGD(eta) and
 EMA-form SGDM (eq. 3) with the same eta, beta fixed and/or 1 - beta = eta^alpha, for K = T / eta^2 steps,
 and compare the mean sharpness on the slow clock t = k eta^2. All methods share the label noise of each step
-and path (common random numbers); SGD is the beta = 0 row of the same update.
+and path (common random numbers); SGD is the beta = 0 row of the same update. Both are also compared with
+the limit itself, the label-noise flow on u v = 1 (`label_noise_flow`, drift -(1/4) s^2 grad_Gamma tr H),
+and a flow with twice that constant is checked to be rejected (a negative control).
 Cost: quick ~2 s, default ~30 s on 2 cores.
 """
 
@@ -118,6 +120,42 @@ def simulate(
     return {key: np.asarray(val) for key, val in rows.items()} | {"steps": steps}
 
 
+FLOW_CONSTANT = 0.25  # the slow SDE's drift -(1/4) s^2 grad_Gamma tr(Hessian) for label noise
+
+
+def label_noise_flow(
+    u0: float, v0: float, s: float, t: np.ndarray, constant: float = FLOW_CONSTANT
+) -> np.ndarray:
+    """Mean-free slow flow of label-noise SGD on the manifold u v = 1 (Li, Wang & Arora 2022, the limit that
+    Theorem 4.5 says SGD and SGDM share): dtheta/dt = -constant s^2 P_tangent grad tr(Hessian), i.e. on
+    v = 1/u, du/dt = -2 constant s^2 u (u^2 - u^-2) / (u^2 + u^-2). Starts at the projection of (u0, v0)
+    by the loss's gradient flow (which keeps u^2 - v^2). Returns the sharpness u^2 + u^-2 at times t."""
+    from scipy.integrate import solve_ivp
+
+    c = u0 * u0 - v0 * v0
+    start = np.sqrt((c + np.sqrt(c * c + 4.0)) / 2.0)
+
+    def drift(_: float, u: np.ndarray) -> np.ndarray:
+        return -2.0 * constant * s * s * u * (u**2 - u**-2) / (u**2 + u**-2)
+
+    t = np.asarray(t, dtype=float)
+    sol = solve_ivp(drift, (0.0, float(t.max())), [start], t_eval=t, rtol=1e-10, atol=1e-12)
+    u = sol.y[0]
+    return u * u + 1.0 / (u * u)
+
+
+def flow_errors(run: dict[str, Any], config: SlowSDEConfig, constant: float = FLOW_CONSTANT):
+    """Per method row: max over t of |mean sharpness - the flow's|, the standard error there, and the
+    flow's total decrease over the run."""
+    t = np.asarray(run["t"], float)
+    flow = label_noise_flow(config.u0, config.v0, config.label_noise, t, constant)  # (n_t,)
+    mean = np.asarray(run["mean"], float)  # (n_t, R)
+    err = np.abs(mean - flow[:, None])
+    at = err.argmax(axis=0)
+    se = np.asarray(run["se"], float)[at, np.arange(mean.shape[1])]
+    return err.max(axis=0), se, float(flow[0] - flow[-1])
+
+
 def run(config: SlowSDEConfig, ctx: RunContext) -> dict[str, Any]:
     """One resumable part per eta (all methods together, on common label noise)."""
     results = []
@@ -205,6 +243,12 @@ def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
     return save(fig, out_dir, "fig_slow_sde")
 
 
+def _slope_text(etas: np.ndarray, errors: np.ndarray) -> str:
+    if len(etas) < 2:
+        return ""
+    return f"; fitted log-log slope of the error in eta {np.polyfit(np.log(etas), np.log(errors), 1)[0]:.2f}"
+
+
 def claims(data: dict[str, Any], config: SlowSDEConfig) -> list[Claim]:
     """Sharpness falls toward 2 for every method; the SGDM-SGD gap is small and shrinks as eta decreases."""
     methods = data["methods"]
@@ -270,6 +314,53 @@ def claims(data: dict[str, Any], config: SlowSDEConfig) -> list[Claim]:
                 details=f"{listing}; fitted log-log slope of gap vs eta {slope:.2f}",
             )
         )
+    # 4./5. Theorem 4.5's limit itself: every method follows the label-noise flow, closer as eta shrinks;
+    # the check rejects a flow with the wrong constant (a negative control, a sanity check of the check)
+    errs = [flow_errors(run, config) for run in runs]
+    for r, name in enumerate(methods):
+        e = np.array([x[0][r] for x in errs])
+        se = np.array([x[1][r] for x in errs])
+        decrease = errs[-1][2]
+        listing = ", ".join(
+            f"eta={eta:g}: {v:.4f} +- {q:.4f}" for eta, v, q in zip(etas, e, se, strict=True)
+        )
+        out.append(
+            Claim.check(
+                f"momentum.slow_sde.{_slug(name)}.matches_flow",
+                f"{name}: max_t |mean sharpness - the label-noise flow's| / the flow's total decrease, at "
+                "the smallest eta",
+                e[-1] / decrease,
+                "<=",
+                0.1,
+                paper_value=PAPER_VALUE,
+                interval=(max(0.0, e[-1] - 1.96 * se[-1]) / decrease, (e[-1] + 1.96 * se[-1]) / decrease),
+                details=f"max error per eta: {listing}; flow decrease {decrease:.3f}",
+            )
+        )
+        out.append(
+            Claim.check(
+                f"momentum.slow_sde.{_slug(name)}.flow_error_shrinks",
+                f"{name}: the error to the flow at the smallest eta over that at the largest",
+                e[-1] / e[0],
+                "<",
+                1.0,
+                paper_value=PAPER_VALUE,
+                details=listing + _slope_text(etas, e),
+            )
+        )
+    wrong = [flow_errors(run, config, constant=2 * FLOW_CONSTANT) for run in runs][-1]
+    out.append(
+        Claim.check(
+            "momentum.slow_sde.flow_check_rejects_wrong_constant",
+            "negative control: SGD's error to a flow with twice the constant, over the flow's decrease, at "
+            "the smallest eta, exceeds the 0.1 the matches_flow claims allow",
+            wrong[0][0] / wrong[2],
+            ">",
+            0.1,
+            kind="sanity",
+            details="the check can fail: a drift 2x too fast is rejected",
+        )
+    )
     return out
 
 
@@ -288,7 +379,9 @@ FIGURE = Figure(
     expected="SGD and SGDM mean sharpness curves fall from 9.1 to about 2 on the t = k eta^2 clock and "
     "overlap, with a gap that shrinks roughly linearly in eta",
     # Asserted at quick: every claim; all held at seeds 0-4. Smallest margins: sharpness falls by >= 0.994
-    # of its excess (threshold 0.5), gap_small <= 0.031 (threshold 0.1), gap_shrinks <= 0.50 (threshold 1).
+    # of its excess (threshold 0.5), gap_small <= 0.031 (threshold 0.1), gap_shrinks <= 0.50 (threshold 1),
+    # matches_flow <= 0.027 for SGD and <= 0.010 for both SGDM rows (threshold 0.1), and the wrong-constant
+    # control >= 0.245 (must exceed 0.1).
     asserted_at_quick=(
         "momentum.slow_sde.sgd.sharpness_decreases",
         "momentum.slow_sde.sgdm_beta0.9.sharpness_decreases",
@@ -297,5 +390,9 @@ FIGURE = Figure(
         "momentum.slow_sde.sgdm_1-betaeta0.5.sharpness_decreases",
         "momentum.slow_sde.sgdm_1-betaeta0.5.gap_small",
         "momentum.slow_sde.sgdm_1-betaeta0.5.gap_shrinks",
+        "momentum.slow_sde.sgd.matches_flow",
+        "momentum.slow_sde.sgdm_beta0.9.matches_flow",
+        "momentum.slow_sde.sgdm_1-betaeta0.5.matches_flow",
+        "momentum.slow_sde.flow_check_rejects_wrong_constant",
     ),
 )
