@@ -252,6 +252,7 @@ def test_pcfg_quick_figure_runs(tmp_path):
     assert {c.id for c in result.claims} == {
         "progressive_distillation.fig4.progressive_faster_than_one_shot",
         "progressive_distillation.fig4.two_shot_faster_than_one_shot",
+        "progressive_distillation.fig4.one_shot_beats_labels",
         "progressive_distillation.fig4.short_context_first",
         "progressive_distillation.fig4.m_robust_transient",
     }
@@ -341,14 +342,16 @@ def test_pcfg_claim_bookkeeping_from_synthetic_runs():
             "close": [[0, 0, 0]] * 5,
         },
     }
-    prog, two, curriculum, transient = fig_pcfg.claims(data, cfg)
+    prog, two, beats_labels, curriculum, transient = fig_pcfg.claims(data, cfg)
+    finals = {m: data["students"][m]["accuracy"][-1] for m in fig_pcfg.METHODS}
+    assert beats_labels.measured == pytest.approx(finals["one-shot"] - finals["labels"])
     assert prog.measured == pytest.approx(300 / 400) and prog.passed
     assert two.measured == pytest.approx(1.0) and not two.passed  # never reaches 0.6: counted at the budget
     # at C1 (index 2): short info (ce_close[0] - ce_close[1]) 0.4 of its final 0.533 (mean of the last 3);
     # long info (ce_close[2] - ce_base) 0.1 of 0.167: 0.6 / 0.75 = 0.8 < 1
     assert curriculum.measured == pytest.approx(0.8) and curriculum.passed
     data["probe"]["ce_base"] = [1.6, 1.5, 1.1, 0.8, 0.6]  # the final teacher gains nothing from far context
-    assert fig_pcfg.claims(data, cfg)[2].measured != fig_pcfg.claims(data, cfg)[2].measured  # NaN: fails
+    assert fig_pcfg.claims(data, cfg)[3].measured != fig_pcfg.claims(data, cfg)[3].measured  # NaN: fails
     assert transient.measured == pytest.approx(0.4) and transient.passed  # M_robust radius 1: 1.0 -> 0.4
 
 

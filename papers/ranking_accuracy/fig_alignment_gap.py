@@ -92,6 +92,11 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
     return data
 
 
+def _at_best(run: dict[str, Any], key: str) -> float:
+    """A curve's value at the run's lowest-held-out-loss checkpoint (its `best_step`)."""
+    return float(run["curve"][key][run["curve"]["step"].index(run["best_step"])])
+
+
 def _flip_rate_at_loss(run: dict[str, Any], loss: float) -> float:
     """The flip rate at the first evaluated step whose held-out DPO loss is <= `loss` (NaN if none)."""
     for l_value, rate in zip(run["curve"]["eval_loss"], run["curve"]["flip_rate"], strict=True):
@@ -103,6 +108,7 @@ def _flip_rate_at_loss(run: dict[str, Any], loss: float) -> float:
 def claims(data: dict[str, Any], config: Config) -> list[Claim]:
     ref, runs = data["reference"], data["runs"]
     best = max(runs, key=lambda r: r["best_eval_rank_acc"])
+    best_norm = max(_at_best(r, "eval_rank_acc_norm") for r in runs)
     lowest = min(runs, key=lambda r: r["best_eval_loss"])
     # Flips at a matched decrease of the held-out DPO loss: the first checkpoint of each run at or below the
     # loss that every run reaches (a small lr that barely trains flips little for that reason alone).
@@ -123,6 +129,18 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
             paper_value="gaps of 19-59 points (observed < 60%, idealized 93-98%)",
             details=f"idealized {ref['ideal_eval']:.3f}; observed {best['best_eval_rank_acc']:.3f} at lr "
             f"{best['lr']:g}; reference {ref['ref_eval_rank_acc']:.3f}",
+        ),
+        Claim.check(
+            "ranking_accuracy.gap.alignment_gap_normalized",
+            f"the same gap for the length-normalized accuracies: held-out idealized R-tilde* (beta "
+            f"{config.beta:g}) minus the best observed length-normalized ranking accuracy over the lr sweep "
+            "(each run at its lowest held-out DPO loss)",
+            ref["ideal_eval_norm"] - best_norm,
+            ">=",
+            config.min_gap,
+            paper_value="Table 1 / Fig. 1: the gap also holds for length-normalized ranking accuracy",
+            details=f"idealized R-tilde* {ref['ideal_eval_norm']:.3f}; observed R-tilde at each lr's lowest "
+            "loss: " + ", ".join(f"lr {r['lr']:g}: {_at_best(r, 'eval_rank_acc_norm'):.3f}" for r in runs),
         ),
         Claim.check(
             "ranking_accuracy.gap.few_flips",
