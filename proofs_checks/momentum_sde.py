@@ -42,6 +42,21 @@ def _identity(id: str, statement: str, difference: sp.Expr, details: str, paper_
     )
 
 
+def _rejected(id: str, statement: str, difference: sp.Expr) -> Claim:
+    """A negative control: a deliberately wrong formula that the identity check must reject (measured 1.0 iff
+    sympy does *not* simplify `difference` to 0). Kind "sanity": it shows the check can fail."""
+    nonzero = sp.simplify(difference) != 0
+    return Claim.check(
+        id,
+        f"negative control: {statement}",
+        1.0 if nonzero else 0.0,
+        ">=",
+        1.0,
+        kind="sanity",
+        details=f"simplified difference = {sp.simplify(difference)}",
+    )
+
+
 def _generic(expr: sp.Expr) -> sp.Expr:
     """Drop sympy's beta == 1 branches of geometric sums (we work on 0 < beta < 1)."""
     return expr.replace(lambda e: isinstance(e, sp.Piecewise), lambda e: e.args[-1][0])
@@ -83,6 +98,13 @@ def check_ema_equals_heavy_ball() -> list[Claim]:
             details=f"sympy.solve(ema == hb, gamma) = {gamma_star}",
         ),
     ]
+    claims.append(
+        _rejected(
+            "momentum.sde.ema_heavy_ball_wrong_gamma_rejected",
+            "with gamma = eta (no 1 - beta factor) the recurrences differ",
+            ema - hb.subs(gamma, eta),
+        )
+    )
     # one-step maps on the state (x, m): conjugacy m_HB = m_EMA / (1 - beta)
     x, m = sp.symbols("x m")
     m_ema = beta * m + (1 - beta) * g
@@ -161,14 +183,19 @@ def check_stationary_variance() -> list[Claim]:
             sp.Abs(c1_m - c1_s) + sp.Abs(c1_s - s**2 / (2 * h)),
             f"SGDM: {c1_m} eta, SGD: {c1_s} eta",
         ),
-        Claim.check(
+        _identity(
             "momentum.sde.var_second_order_differs",
-            "the O(eta^2) coefficients of Var_inf differ (SGDM: s^2 (1-beta) / (4 (1+beta)), SGD: s^2 / 4)",
-            1.0 if sp.simplify(c2_m - c2_s) != 0 else 0.0,
-            ">=",
-            1.0,
-            details=f"SGDM eta^2 coeff = {c2_m}; SGD eta^2 coeff = {c2_s}; "
-            f"difference = {sp.factor(c2_m - c2_s)}",
+            "the O(eta^2) coefficients of Var_inf are SGDM: s^2 (1-beta) / (4 (1+beta)) and SGD: s^2 / 4, so "
+            "they differ by the predicted -s^2 beta / (2 (1+beta))",
+            sp.Abs(c2_m - s**2 * (1 - beta) / (4 * (1 + beta)))
+            + sp.Abs(c2_s - s**2 / 4)
+            + sp.Abs(c2_m - c2_s + s**2 * beta / (2 * (1 + beta))),
+            f"SGDM eta^2 coeff = {c2_m}; SGD eta^2 coeff = {c2_s}; difference = {sp.factor(c2_m - c2_s)}",
+        ),
+        _rejected(
+            "momentum.sde.var_sgd_formula_for_sgdm_rejected",
+            "SGD's Var_inf eta s^2 / (h (2 - eta h)) is not SGDM's",
+            var_sgdm - eta * s**2 / (h * (2 - eta * h)),
         ),
     ]
     claims += _stationary_variance_numeric(var_sgdm, var_sgd)
@@ -287,6 +314,10 @@ def check_slow_root() -> list[Claim]:
         slow = roots[np.argmax(np.abs(roots))].real
         errs.append(abs(slow - (1 - e_ * h_ - e_**2 * h_**2 * b_ / (1 - b_))))
     slope = _fit_slope(etas, np.array(errs))
+    first_order = [
+        abs(np.roots([1.0, -(1 + b_ - e_ * (1 - b_) * h_), b_]).real.max() - (1 - e_ * h_)) for e_ in etas
+    ]
+    slope_first = _fit_slope(etas, np.array(first_order))
     claims.append(
         Claim.check(
             "momentum.sde.slow_root_numeric_order",
@@ -297,6 +328,18 @@ def check_slow_root() -> list[Claim]:
             2.9,
             details=f"errors {[f'{e:.3g}' for e in errs]} at eta {[f'{e:.3g}' for e in etas]}; "
             f"predicted c3 = {float(c3.subs({beta: b_, h: h_})):.4g}",
+        )
+    )
+    claims.append(
+        Claim.check(
+            "momentum.sde.slow_root_first_order_rejected",
+            "negative control: the first-order series 1 - eta h (GD's root) misses the heavy-ball root at "
+            "order eta^2, so the same slope test (>= 2.9) rejects it",
+            slope_first,
+            "<",
+            2.9,
+            kind="sanity",
+            details=f"fitted slope of |root - (1 - eta h)|: {slope_first:.3f} (expected 2)",
         )
     )
     return claims
@@ -325,6 +368,11 @@ def check_svag() -> list[Claim]:
             "SVAG: r1^2 + r2^2 = l (Cov g~ = l Cov g)",
             r1**2 + r2**2 - ell,
             f"r1^2 + r2^2 = {sp.simplify(sp.expand(r1**2 + r2**2))}, Var g~ = {sp.simplify(var_g)}",
+        ),
+        _rejected(
+            "momentum.sde.svag_wrong_root_rejected",
+            "with r = (1 +- sqrt(l)) / 2 the variance is not amplified l-fold",
+            ((1 + sp.sqrt(ell)) / 2) ** 2 + ((1 - sp.sqrt(ell)) / 2) ** 2 - ell,
         ),
     ]
 
@@ -428,6 +476,7 @@ def check_drift_diffusion() -> list[Claim]:
             float(abs(sp.N(limits[sp.Integer(1)].subs(t, 1)) - 1)),
             ">",
             0.0,
+            kind="sanity",  # the negative control of diffusion_leading_order
             details=f"alpha=1 limit = {limits[sp.Integer(1)]} (evaluated at t = 1)",
         )
     )
@@ -472,7 +521,8 @@ CHECKS = (
         name="momentum_slow_root",
         paper=PAPER,
         title="Heavy-ball slow eigenvalue 1 - eta h - eta^2 h^2 beta/(1-beta) + O(eta^3)",
-        statement_ref="Theorem 3.5 (drift mismatch behind the O(eta^{1-alpha}) linear-case error)",
+        statement_ref="derived, linear case (not a numbered result): the per-step drift mismatch behind "
+        "Theorem 3.5's rate on a quadratic",
         verify=check_slow_root,
     ),
     Check(
@@ -486,7 +536,8 @@ CHECKS = (
         name="momentum_drift_diffusion",
         paper=PAPER,
         title="Drift and diffusion per unit SDE time match between SGD and SGDM for alpha < 1",
-        statement_ref="Section 3, Theorem 3.5",
+        statement_ref="derived, frozen-gradient heuristic (not the theorem): the moment matching behind "
+        "Section 3's SDE and Theorem 3.5's alpha < 1 condition",
         verify=check_drift_diffusion,
     ),
 )

@@ -9,6 +9,7 @@ import pytest
 
 from papers.momentum import fig_slow_sde, fig_weak_error
 from proofs_checks import momentum_sde
+from proofs_checks.momentum_sde import beta
 from tests.conftest import failed_lines
 
 
@@ -17,6 +18,16 @@ def test_theory_check_passes(check):
     claims = check.verify()
     assert claims, f"{check.name} returned no claims"
     assert not failed_lines(claims), "\n".join(failed_lines(claims))
+
+
+def test_every_theory_check_carries_a_negative_control_that_rejects_a_wrong_formula():
+    """Each check of momentum_sde holds a negative control (kind "sanity"): a wrong formula or a parameter
+    outside the statement. It passes only if the check rejected that input, so the check can fail."""
+    for check in momentum_sde.CHECKS:
+        controls = [c for c in check.verify() if c.kind == "sanity"]
+        assert controls, f"{check.name} has no negative control"
+        assert all(c.passed for c in controls), "\n".join(failed_lines(controls))
+    assert not momentum_sde._rejected("x.y", "a true identity", beta - beta).passed  # the control can fail
 
 
 def test_weak_error_is_zero_without_momentum():
