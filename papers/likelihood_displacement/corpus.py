@@ -250,10 +250,16 @@ def response_labels(prompt: list[int], response: list[int]) -> tuple[list[int], 
     return ids, labels[: len(ids)]
 
 
-def make_pairs(items: list[tuple[list[int], list[int], list[int]]]) -> PreferenceBatch:
-    """(prompt, y+, y-) triples -> a PreferenceBatch."""
+def make_pairs(
+    items: list[tuple[list[int], list[int], list[int]]], append_eos: bool = False
+) -> PreferenceBatch:
+    """(prompt, y+, y-) triples -> a PreferenceBatch. `append_eos`: each response ends with <eos>, which is
+    trained and counted in ln pi(y) (TRL's DPO and the paper's on-policy pairs do this for sampled
+    responses; the single-token experiments of Table 1 score the token alone)."""
     if not items:
         raise ValueError("no preference pairs")
+    if append_eos:
+        items = [(p, [*yp, EOS], [*yn, EOS]) for p, yp, yn in items]
     c = [response_labels(p, yp) for p, yp, _ in items]
     r = [response_labels(p, yn) for p, _, yn in items]
     ci, cl = pad_rows([a for a, _ in c], [b for _, b in c])

@@ -106,7 +106,7 @@ def run(config: Config, ctx: RunContext) -> dict[str, Any]:
             good, bad = (a, b) if rng.random() < 0.5 else (b, a)
         items.append((p, good, bad))
         kinds.append("two refusals" if ra and rb else "two compliances" if not (ra or rb) else "mixed")
-    batch = make_pairs(items)
+    batch = make_pairs(items, append_eos=True)
     with torch.no_grad():
         hc, mc = hidden_and_mask(model, batch.chosen_ids, batch.chosen_labels)
         hr, mr = hidden_and_mask(model, batch.rejected_ids, batch.rejected_labels)
