@@ -10,19 +10,35 @@ variants, and the projection properties the datastore relies on.
 * Projection (numeric, seeded). Cosines of projected vectors approach the true cosines as d grows
   (Johnson-Lindenstrauss), and a projection to d is the first d coordinates of the projection to D > d
   times sqrt(D / d) (the keyed sign matrix), which is how fig_ablation sweeps d from one datastore.
+* A real `torch.optim.AdamW` step (no weight decay) moves the parameters by exactly -lr * Gamma with the
+  bias-corrected Gamma computed from its state the way the pipeline does (`_adam_state`, t = step + 1), also
+  through the compiled projection kernel.
+* The first-order influence estimate of one AdamW step, l(z'; theta_new) ~ l(z'; theta) - eta <grad l(z'),
+  Gamma>, leaves a residual of order eta^2 (fitted slope, `slope_interval`) with the Taylor constant
+  (1/2) Gamma^T H Gamma.
+* The projected-cosine error falls like 1/sqrt(d) with the delta-method constant (1 - rho^2)/sqrt(d).
+
+We did not find the LESS paper's text in the stored sources, so the section numbers cited (Sec. 3.1 for the
+Adam influence and Gamma, Sec. 4.1 for the projection) follow the reference notes and are assumed, not
+verified against the paper. Each new check has a negative control in tests/test_theory_less.py.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
+import numpy as np
 import sympy as sp
 import torch
 import torch.nn.functional as F
+from scipy.stats import linregress
 
-from common.claims import Claim
+from common.claims import Claim, slope_interval
 from common.experiment import Check
 from common.ops import project
+from common.ops.grad_projection import adam_direction_reference, per_sample_linear_grads_projected
+from papers.less.pipeline import Checkpoint, _adam_state
 
 PAPER = "less"
 
@@ -107,6 +123,278 @@ def check_projection() -> list[Claim]:
     ]
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Gamma from a real torch.optim.AdamW step
+# ---------------------------------------------------------------------------------------------------------
+BETAS, EPS = (0.9, 0.999), 1e-8
+
+
+def _gamma_of(grad: torch.Tensor, m_: torch.Tensor, v_: torch.Tensor, steps_taken: int, variant: str):
+    """LESS's Adam direction for one parameter from the optimizer state before a step (exp_avg m_,
+    exp_avg_sq v_, `steps_taken` steps so far) and the step's gradient, through the pipeline's own mapping
+    (`papers.less.pipeline._adam_state`) and the kernel's reference formula m' / (sqrt(v') + eps'), times
+    the positive factor c the cosine ignores (paper: sqrt(1 - b2^t) / (1 - b1^t), t = steps_taken + 1;
+    official: 1)."""
+    ckpt = Checkpoint(lora={}, adam={"w": (m_, v_)}, step=steps_taken, avg_lr=0.0)
+    state, eps_prime = _adam_state(ckpt, variant, BETAS, EPS)
+    m2, v2 = state["w"]
+    direction = adam_direction_reference(grad[None], m2, v2, BETAS[0], BETAS[1], eps_prime)[0]
+    t = steps_taken + 1
+    c = math.sqrt(1 - BETAS[1] ** t) / (1 - BETAS[0] ** t) if variant == "paper" else 1.0
+    return c * direction, (m2, v2, eps_prime, c)
+
+
+def adamw_gamma_errors(
+    variant: str = "paper",
+    weight_decay: float = 0.0,
+    warm_steps: tuple[int, ...] = (0, 1, 4, 19),
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Max relative error of Gamma (variant) against -(theta_new - theta) / lr for a real
+    `torch.optim.AdamW` step (betas 0.9/0.999, eps 1e-8, float64) after `warm_steps` earlier steps; also
+    through the compiled kernel (`per_sample_linear_grads_projected` with adam=...) against the projection of
+    -Delta theta / lr. The gradient of the step is a per-sample linear-layer gradient g a^T."""
+    gen = torch.Generator().manual_seed(seed)
+    worst, worst_kernel = 0.0, 0.0
+    for k in warm_steps:
+        weight = torch.nn.Parameter(torch.randn(6, 5, generator=gen, dtype=torch.float64))
+        opt = torch.optim.AdamW([weight], lr=lr, betas=BETAS, eps=EPS, weight_decay=weight_decay)
+        for _ in range(k):
+            weight.grad = torch.randn(6, 5, generator=gen, dtype=torch.float64) * float(
+                torch.rand(1, generator=gen) * 3
+            )
+            opt.step()
+        state = opt.state.get(weight, {})
+        m_ = state.get("exp_avg", torch.zeros_like(weight)).detach().clone()
+        v_ = state.get("exp_avg_sq", torch.zeros_like(weight)).detach().clone()
+        a = torch.randn(5, generator=gen, dtype=torch.float64)
+        g_out = torch.randn(6, generator=gen, dtype=torch.float64)
+        grad = torch.outer(g_out, a)  # (d_out, d_in)
+        before = weight.detach().clone()
+        weight.grad = grad.clone()
+        opt.step()
+        step_dir = -(weight.detach() - before) / lr  # (d_out, d_in)
+        gamma, (m2, v2, eps_prime, c) = _gamma_of(grad, m_, v_, k, variant)
+        scale = float(step_dir.abs().max())
+        worst = max(worst, float((gamma - step_dir).abs().max()) / scale)
+        projected = c * per_sample_linear_grads_projected(
+            a[None, None], g_out[None, None], 64, 1, adam=(m2, v2, BETAS[0], BETAS[1], eps_prime)
+        )
+        target = project(step_dir.reshape(1, -1), 64, 1)
+        worst_kernel = max(worst_kernel, float((projected - target).abs().max()) / float(target.abs().max()))
+    return {"gamma": worst, "kernel": worst_kernel}
+
+
+def check_adamw_step() -> list[Claim]:
+    """Sec. 3.1 (assumed numbering; the update theta^{t+1} - theta^t = -eta_t Gamma(z, theta^t) with the
+    bias-corrected Gamma = m_hat / (sqrt(v_hat) + eps)): a real torch.optim.AdamW step (no weight decay, as
+    in LESS's warmup) moves the parameters by exactly -lr * Gamma, with Gamma computed from the optimizer
+    state the way the pipeline does (t = the checkpoint's step count + 1). The official code's
+    m' / sqrt(v' + eps) and a step with weight decay are the negative controls (tests)."""
+    e = adamw_gamma_errors()
+    return [
+        Claim.check(
+            "less.theory.adamw_step_gamma",
+            "torch.optim.AdamW step: -(theta_new - theta)/lr = Gamma (paper variant, bias-corrected) after "
+            "0/1/4/19 earlier steps (max relative error, float64)",
+            e["gamma"],
+            "<=",
+            1e-10,  # measured 2.8e-13: (theta_new - theta) / lr loses ~3 digits to cancellation at lr = 1e-3
+            paper_value="Sec. 3.1: theta^{t+1} - theta^t = -eta_t Gamma(z, theta^t)",
+            details=f"through the compiled kernel (projected, d = 64): max relative error {e['kernel']:.2e}",
+            kind="sanity",
+        ),
+        Claim.check(
+            "less.theory.adamw_step_kernel",
+            "the kernel's projected Adam direction times c equals the projection of -(theta_new - theta)/lr "
+            "(max relative error, float64)",
+            e["kernel"],
+            "<=",
+            1e-10,
+            paper_value="Sec. 3.1 and Sec. 4.1 (projected Gamma features)",
+            kind="sanity",
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The first-order influence approximation: its residual is O(eta^2)
+# ---------------------------------------------------------------------------------------------------------
+ETAS = tuple(10.0**e for e in (-4.5, -4.0, -3.5, -3.0, -2.5, -2.0))
+
+
+def influence_residuals(direction: str = "adam", etas=ETAS, seed: int = 1) -> dict:
+    """For a small float64 MLP (8 -> 16 tanh -> 3, cross-entropy) with a warm AdamW state, one real AdamW
+    step of size eta on a training example z, and a validation example z': the residual
+    r(eta) = l(z'; theta_new) - l(z'; theta) + eta <grad l(z'; theta), D>, with D = Gamma(z, theta) ("adam":
+    LESS's estimate), the plain gradient ("sgd": TracIn's direction, wrong for Adam) or the official code's
+    unscaled m' / sqrt(v' + eps) ("official"). Returns etas, |r|, and (1/2) Gamma^T H(z') Gamma."""
+    gen = torch.Generator().manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * 0.5)
+    X = torch.randn(64, 8, generator=gen, dtype=torch.float64)
+    Y = torch.randint(0, 3, (64,), generator=gen)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, betas=BETAS, eps=EPS, weight_decay=0.0)
+    for i in range(5):  # warm moments, as at a warmup checkpoint
+        opt.zero_grad()
+        F.cross_entropy(model(X[8 * i : 8 * i + 8]), Y[8 * i : 8 * i + 8]).backward()
+        opt.step()
+    z, z_val = (X[60:61], Y[60:61]), (X[61:62], Y[61:62])
+    params = list(model.parameters())
+    steps_taken = int(opt.state[params[0]]["step"])
+    moments = [(opt.state[p]["exp_avg"].clone(), opt.state[p]["exp_avg_sq"].clone()) for p in params]
+
+    def loss_at(batch) -> torch.Tensor:
+        return F.cross_entropy(model(batch[0]), batch[1])
+
+    g_train = torch.autograd.grad(loss_at(z), params)
+    g_val = torch.autograd.grad(loss_at(z_val), params, create_graph=True)
+    pairs = zip(g_train, moments, strict=True)
+    gammas = [_gamma_of(g, m_, v_, steps_taken, "paper")[0] for g, (m_, v_) in pairs]
+    if direction == "adam":
+        dirs = gammas
+    elif direction == "official":
+        pairs = zip(g_train, moments, strict=True)
+        dirs = [_gamma_of(g, m_, v_, steps_taken, "official")[0] for g, (m_, v_) in pairs]
+    else:
+        dirs = [g.clone() for g in g_train]
+    linear = float(sum((gv.detach() * d).sum() for gv, d in zip(g_val, dirs, strict=True)))
+    gv_gamma = sum((gv * d).sum() for gv, d in zip(g_val, gammas, strict=True))
+    hvp = torch.autograd.grad(gv_gamma, params)
+    half_curvature = 0.5 * float(sum((hv * d).sum() for hv, d in zip(hvp, gammas, strict=True)))
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    base_opt = copy.deepcopy(opt.state_dict())
+    with torch.no_grad():
+        base_val = float(loss_at(z_val))
+    residuals = []
+    for eta in etas:
+        model.load_state_dict(base_state)
+        opt.load_state_dict(copy.deepcopy(base_opt))
+        for group in opt.param_groups:
+            group["lr"] = eta
+        opt.zero_grad()
+        loss_at(z).backward()
+        opt.step()
+        with torch.no_grad():
+            residuals.append(abs(float(loss_at(z_val)) - base_val + eta * linear))
+    model.load_state_dict(base_state)
+    return {"etas": list(etas), "residuals": residuals, "half_curvature": half_curvature}
+
+
+def check_influence_residual() -> list[Claim]:
+    """Sec. 3.1 (assumed numbering): LESS estimates the change of the validation loss over one Adam step by
+    its first-order term, l(z'; theta^{t+1}) ~ l(z'; theta^t) - eta_t <grad l(z'; theta^t), Gamma(z,
+    theta^t)>. With a real AdamW step the residual must vanish like eta^2 (log-log slope 2), with limit
+    r / eta^2 -> (1/2) Gamma^T H(z') Gamma. The plain gradient (TracIn's SGD direction) in place of Gamma
+    leaves an O(eta) residual, the negative control."""
+    r = influence_residuals("adam")
+    x, y = np.log(r["etas"]), np.log(r["residuals"])
+    slope = float(linregress(x, y).slope)
+    ratio = r["residuals"][0] / r["etas"][0] ** 2
+    rel = abs(ratio - abs(r["half_curvature"])) / abs(r["half_curvature"])
+    return [
+        Claim.check(
+            "less.theory.influence_residual_order",
+            "first-order influence residual |l(z'; theta_new) - l(z'; theta) + eta <grad l(z'), Gamma>| "
+            "vs the AdamW step size eta (10^-4.5 .. 10^-2): log-log slope",
+            slope,
+            ">=",
+            1.8,
+            paper_value="Sec. 3.1: the first-order (per-step influence) approximation; residual O(eta^2)",
+            details="residuals by eta: "
+            + ", ".join(f"{e:.1e}: {v:.2e}" for e, v in zip(r["etas"], r["residuals"], strict=True)),
+            kind="sanity",
+            interval=slope_interval(x, y),
+        ),
+        Claim.check(
+            "less.theory.influence_residual_constant",
+            "r(eta) / eta^2 at the smallest eta vs (1/2) Gamma^T H(z') Gamma (relative error)",
+            rel,
+            "<=",
+            1e-2,
+            paper_value="second-order Taylor term of the same expansion",
+            details=f"r/eta^2 = {ratio:.5g}, (1/2) Gamma^T H Gamma = {r['half_curvature']:.5g}",
+            kind="sanity",
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The projection's cosine error falls like 1/sqrt(d)
+# ---------------------------------------------------------------------------------------------------------
+PROJ_DIMS = (32, 64, 128, 256, 512, 1024)
+
+
+def jl_errors(projector: str = "keyed", dims=PROJ_DIMS, n_pairs: int = 256, D: int = 2048, seed: int = 5):
+    """RMS error of the projected cosine over `n_pairs` random pairs (true cosines uniform in [-0.9, 0.9])
+    at each d, and the ratio RMS / sqrt(mean((1 - rho^2)^2) / d), the asymptotic standard deviation of a
+    cosine estimated from d random directions (the delta method for a sample correlation; exact for Gaussian
+    projections, to O(1/D) for Rademacher). projector "keyed": `common.ops.project(x, d, seed)`; "tiled": the
+    first 16 directions repeated to d columns (a broken projector whose error cannot shrink)."""
+    gen = torch.Generator().manual_seed(seed)
+    rho = torch.rand(n_pairs, generator=gen, dtype=torch.float64) * 1.8 - 0.9
+    a = torch.randn(n_pairs, D, generator=gen, dtype=torch.float64)
+    noise = torch.randn(n_pairs, D, generator=gen, dtype=torch.float64)
+    b = rho[:, None] * a + (1 - rho[:, None] ** 2).sqrt() * noise
+    true = F.cosine_similarity(a, b, dim=1)
+    x = torch.cat([a, b])
+    rms, ratio = [], []
+    scale = float(((1 - true**2) ** 2).mean().sqrt())
+    for d in dims:
+        y = project(x, d, 3) if projector == "keyed" else project(x, 16, 3).repeat(1, d // 16)
+        err = F.cosine_similarity(y[:n_pairs], y[n_pairs:], dim=1) - true
+        rms.append(float(err.pow(2).mean().sqrt()))
+        ratio.append(rms[-1] / (scale / math.sqrt(d)))
+    fit_x, fit_y = np.log(dims), np.log(rms)
+    slope = float(linregress(fit_x, fit_y).slope)
+    interval = slope_interval(fit_x, fit_y)
+    return {"dims": list(dims), "rms": rms, "ratio": ratio, "slope": slope, "interval": interval}
+
+
+def _abs_interval(interval: tuple[float, float], center: float) -> tuple[float, float]:
+    """The image of [lo, hi] under v -> |v - center|."""
+    lo, hi = (v - center for v in interval)
+    ends = sorted((abs(lo), abs(hi)))
+    return (0.0 if lo <= 0 <= hi else ends[0]), ends[1]
+
+
+def check_projection_rate() -> list[Claim]:
+    """Sec. 4.1 (random projection of the gradient features, after TRAK; assumed numbering): by
+    Johnson-Lindenstrauss the error of cosines of projected vectors falls like 1/sqrt(d). Measured: the RMS
+    cosine error of `common.ops.project` over 256 pairs at d = 32 .. 1024 (D = 2048), its log-log slope
+    (expected -1/2) and its constant against the delta-method prediction (1 - rho^2)/sqrt(d)."""
+    e = jl_errors()
+    dev = abs(e["slope"] + 0.5)
+    return [
+        Claim.check(
+            "less.theory.jl_rate",
+            "projected-cosine RMS error vs d (32 .. 1024): |log-log slope - (-1/2)|",
+            dev,
+            "<=",
+            0.1,
+            paper_value="JL: error ~ 1/sqrt(d) (TRAK/LESS random projection)",
+            details=f"slope {e['slope']:.3f}; RMS by d: "
+            + ", ".join(f"{d}: {v:.4f}" for d, v in zip(e["dims"], e["rms"], strict=True)),
+            kind="sanity",
+            interval=_abs_interval(e["interval"], -0.5),
+        ),
+        Claim.check(
+            "less.theory.jl_constant",
+            "RMS error x sqrt(d) / sqrt(mean (1 - rho^2)^2): max |ratio - 1| over d",
+            max(abs(r - 1) for r in e["ratio"]),
+            "<=",
+            0.15,
+            paper_value="the delta-method constant of a cosine estimated from d random directions",
+            details="ratios by d: "
+            + ", ".join(f"{d}: {r:.3f}" for d, r in zip(e["dims"], e["ratio"], strict=True)),
+            kind="sanity",
+        ),
+    ]
+
+
 CHECKS = (
     Check(
         name="less_adam_variants",
@@ -121,5 +409,26 @@ CHECKS = (
         title="Projected cosines approach the true cosines; smaller d is a prefix of larger d",
         statement_ref="Sec. 4.1 (random projection)",
         verify=check_projection,
+    ),
+    Check(
+        name="less_adamw_step",
+        paper=PAPER,
+        title="A real AdamW step moves the parameters by -lr * Gamma (bias-corrected); so does the kernel",
+        statement_ref="Sec. 3.1 (Adam update, Gamma)",
+        verify=check_adamw_step,
+    ),
+    Check(
+        name="less_influence_residual",
+        paper=PAPER,
+        title="The first-order influence approximation of one AdamW step has an O(eta^2) residual",
+        statement_ref="Sec. 3.1 (first-order per-step influence)",
+        verify=check_influence_residual,
+    ),
+    Check(
+        name="less_projection_rate",
+        paper=PAPER,
+        title="Projected-cosine error falls like 1/sqrt(d), with the delta-method constant",
+        statement_ref="Sec. 4.1 (random projection, Johnson-Lindenstrauss)",
+        verify=check_projection_rate,
     ),
 )

@@ -14,9 +14,21 @@ expressions go into each claim's `details`. Numeric claims carry measured errors
 * Theorem 4.1 (and Prop. 2.6): R = 1 iff L_DPO <= -log sigmoid(beta c), c = log pi_ref(y_l)/pi_ref(y_w).
 * Numeric: a tabular policy (one free logit per response, nothing shared) optimized to convergence on the DPO
   loss and on the RLHF objective reaches exactly the idealized ranking accuracy.
+* Proposition A.7 (IPO, App. A.5, p. 19): with c = log pi_ref(y_w)/pi_ref(y_l) and m = 1/(2 tau), zero IPO
+  loss gives R = 0 when c < -m; when c >= -m, L_IPO <= (c + m)^2 guarantees R = 1 (and is tight).
+* Eq. 4 (DPO^gamma, Sec. 5, p. 8): gamma scales c in Theorem 4.1, so R = 1 iff L^gamma <= -log sigmoid(beta
+  gamma c).
+* Remark 3.2 (p. 5): with alpha = 1 the objectives have their optimum only at infinity.
+
+Page numbers are those of the preprint PDF in the official repository (angie-chen55/pref-learning-ranking-acc,
+`pref_learning_algs_do_not_learn_pref_rankings.pdf`), whose text we read for Prop. 2.6 (p. 4), Theorem 3.1
+and Remark 3.2 (pp. 4-5), Eq. 4 (p. 8) and Prop. A.7 (p. 19); the camera-ready may number pages differently.
+Each new check has a negative control in tests/test_theory_ranking_accuracy.py.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import sympy as sp
@@ -25,6 +37,7 @@ import torch.nn.functional as F
 
 from common.claims import Claim
 from common.experiment import Check
+from common.ops import dpo_loss
 from papers.ranking_accuracy.metrics import (
     flip_threshold,
     idealized_correct,
@@ -287,8 +300,12 @@ def check_flip_threshold() -> list[Claim]:
         )
     )
     # Proposition 2.6: if the reference already ranks correctly (c <= 0), L <= 0.6 implies R = 1 because the
-    # threshold is >= log 2 > 0.6.
+    # threshold is >= log 2 > 0.6: it is decreasing in c, so its minimum over c <= 0 is at c = 0.
     at_zero = sp.simplify(threshold.subs(c, 0))
+    decreasing, dthreshold = threshold_decreasing(threshold, c)
+    grid = np.linspace(-30.0, 30.0, 601)
+    api_values = np.stack([flip_threshold(-40.0 - grid, np.full_like(grid, -40.0), bb) for bb in (0.1, 1.0)])
+    api_decreasing = bool(np.all(np.diff(api_values, axis=1) < 0))
     claims.append(
         Claim.check(
             "ranking_accuracy.theory.prop_2_6",
@@ -298,8 +315,22 @@ def check_flip_threshold() -> list[Claim]:
             ">",
             0.6,
             paper_value="Proposition 2.6",
-            details=f"threshold at c = 0: {at_zero}; "
-            f"d threshold/dc = {sp.simplify(sp.diff(threshold, c))} < 0",
+            details=f"threshold at c = 0: {at_zero}; d threshold/dc = {dthreshold}",
+        )
+    )
+    claims.append(
+        Claim.check(
+            "ranking_accuracy.theory.prop_2_6_monotone",
+            "the threshold -log sigmoid(beta c) is strictly decreasing in c (sympy: d/dc = "
+            "-beta sigmoid(-beta c) < 0 for every c, beta > 0; and flip_threshold on c in [-30, 30], "
+            "beta 0.1/1), so its minimum over c <= 0 is at c = 0 (1 = both hold)",
+            1.0 if decreasing and api_decreasing else 0.0,
+            ">=",
+            1.0,
+            paper_value="Proposition 2.6 (proof, App. A.1) via Theorem 4.1",
+            details=f"d threshold/dc = {dthreshold}; is_negative: {decreasing}; "
+            f"API decreasing: {api_decreasing}",
+            kind="sanity",
         )
     )
     return claims
@@ -413,6 +444,258 @@ def check_tabular_policy() -> list[Claim]:
     ]
 
 
+# ---------------------------------------------------------------------------------------------------------
+# (f) Proposition 2.6: the threshold is decreasing in c
+# ---------------------------------------------------------------------------------------------------------
+def threshold_decreasing(threshold: sp.Expr, c: sp.Symbol) -> tuple[bool, sp.Expr]:
+    """(d threshold/dc < 0 for every real c and beta > 0, the simplified derivative). Proposition 2.6
+    (p. 4) needs the threshold -log sigmoid(beta c) of Theorem 4.1 to be smallest at c = 0 over c <= 0."""
+    slope = sp.simplify(sp.diff(threshold, c))
+    return bool(slope.is_negative), slope
+
+
+def _dpo_threshold(c: sp.Expr, scale: sp.Expr = 1) -> sp.Expr:
+    """-log sigmoid(beta * scale * c) (Theorem 4.1 for scale 1; Eq. 4's DPO^gamma for scale gamma)."""
+    return -sp.log(1 / (1 + sp.exp(-beta * scale * c)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (g) Proposition A.7 (App. A.5, p. 19): the IPO analog of Theorem 4.1
+# ---------------------------------------------------------------------------------------------------------
+def _ipo_losses(rho: np.ndarray, c: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """The IPO loss (Definition A.6: (log pi(y_w)/pi_ref(y_w) - log pi(y_l)/pi_ref(y_l) - 1/(2 tau))^2) of
+    pairs with model log-ratio rho and reference log-ratio c = log pi_ref(y_w)/pi_ref(y_l), through the
+    repository's op (`common.ops.dpo_loss`, loss_type "ipo", beta = tau), one call per tau."""
+    out = np.empty_like(rho)
+    base = -200.0  # any log-prob offset: the loss sees only differences
+    for t in np.unique(tau):
+        sel = tau == t
+        r, cc = (torch.from_numpy(a[sel]) for a in (rho, c))
+        pc, pr, rc, rr = base + r / 2, base - r / 2, base + cc / 2, base - cc / 2
+        loss, _, _ = dpo_loss(pc, pr, rc, rr, beta=float(t), loss_type="ipo")
+        out[sel] = loss.numpy()
+    return out
+
+
+def _ipo_pairs(n: int = 100_000, seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(c, tau, m = 1/(2 tau), rho): reference log-ratios on both sides of -m, and model log-ratios spread
+    around the IPO target c + m so that the losses straddle every threshold that is tested."""
+    rng = np.random.default_rng(seed)
+    tau = rng.choice([0.05, 0.1, 0.5, 1.0, 5.0], n)
+    m = 1 / (2 * tau)
+    c = rng.uniform(-25, 15, n)
+    rho = (c + m) + rng.uniform(-1.5, 1.5, n) * (np.abs(c + m) + m + 0.1)
+    return c, tau, m, rho
+
+
+def ipo_guarantee_violations(margin_scale: float = 1.0, n: int = 100_000, seed: int = 3) -> tuple[int, int]:
+    """(pairs with c >= -m and L_IPO <= (c + margin_scale * m)^2 that are ranked wrongly (rho < 0), pairs
+    tested). Proposition A.7's second half: 0 violations at margin_scale = 1."""
+    c, tau, m, rho = _ipo_pairs(n, seed)
+    loss = _ipo_losses(rho, c, tau)
+    covered = (c >= -m) & (loss <= (c + margin_scale * m) ** 2)
+    return int(np.sum(covered & (rho < 0))), int(np.sum(covered))
+
+
+def ipo_zero_loss_wrong(reference_side: str = "below", n: int = 100_000, seed: int = 3) -> float:
+    """The fraction of pairs whose IPO minimizer (rho* = c + m, the root of dL/drho derived with sympy)
+    ranks wrongly (R = 0), among pairs with c < -m ("below": Proposition A.7's first half, 1.0) or c >= -m
+    ("above": outside its range)."""
+    rho, cs, ms = sp.symbols("rho c m", real=True)
+    roots = sp.solve(sp.diff((rho - cs - ms) ** 2, rho), rho)
+    if len(roots) != 1:
+        raise RuntimeError(f"expected one minimizer of the IPO loss, got {roots}")
+    star = sp.lambdify((cs, ms), roots[0], "numpy")
+    c, tau, m, _ = _ipo_pairs(n, seed)
+    sel = c < -m if reference_side == "below" else c >= -m
+    rho_star = star(c[sel], m[sel])
+    if float(np.max(_ipo_losses(rho_star, c[sel], tau[sel]))) > 1e-18:
+        raise RuntimeError("rho* = c + m does not give zero IPO loss")
+    return float(np.mean(rho_star < 0))
+
+
+def check_ipo() -> list[Claim]:
+    """Proposition A.7 (App. A.5, p. 19 of the preprint in the official repository), with tau the IPO
+    coefficient and c = log pi_ref(y_w)/pi_ref(y_l): if c < -1/(2 tau), zero IPO loss implies R = 0; if
+    c >= -1/(2 tau), L_IPO <= (c + 1/(2 tau))^2 guarantees R = 1. Symbolically: L(rho) = T has the roots
+    c + m -+ sqrt(T) (m = 1/(2 tau)), so {L <= T} = [c + m - sqrt(T), c + m + sqrt(T)] lies in rho >= 0
+    exactly when T <= (c + m)^2: the threshold is the largest that guarantees R = 1. Numerically, on 100k
+    random pairs through the repository's IPO op."""
+    rho, cs, ms, T = sp.Symbol("rho", real=True), sp.Symbol("c", real=True), *sp.symbols("m T", positive=True)
+    probe = {cs: 0, ms: 1, T: 1}
+    roots = sorted(sp.solve(sp.Eq((rho - cs - ms) ** 2, T), rho), key=lambda r: float(r.subs(probe)))
+    lower_at_threshold = sp.simplify(roots[0].subs(T, (cs + ms) ** 2)) if len(roots) == 2 else None
+    # on c + m >= 0, sqrt((c + m)^2) = c + m: substitute c = s - m with s >= 0
+    s = sp.Symbol("s", nonnegative=True)
+    tight = lower_at_threshold is not None and sp.simplify(lower_at_threshold.subs(cs, s - ms)) == 0
+    violations, covered = ipo_guarantee_violations()
+    frac_wrong = ipo_zero_loss_wrong("below")
+    return [
+        Claim.check(
+            "ranking_accuracy.theory.ipo_zero_loss_wrong",
+            "IPO: when c = log pi_ref(y_w)/pi_ref(y_l) < -1/(2 tau), the zero-loss model "
+            "(rho = c + 1/(2 tau), derived) ranks the pair wrongly: fraction of such random pairs with R = 0",
+            frac_wrong,
+            ">=",
+            1.0,
+            paper_value="Proposition A.7 (first half)",
+            details="tau in {0.05, 0.1, 0.5, 1, 5}; the minimizer's IPO loss (common.ops.dpo_loss) is 0",
+            kind="sanity",
+        ),
+        Claim.check(
+            "ranking_accuracy.theory.ipo_guarantee",
+            "IPO: for c >= -1/(2 tau), L_IPO <= (c + 1/(2 tau))^2 implies R = 1: wrongly ranked pairs among "
+            f"{covered} random pairs under the threshold",
+            violations,
+            "<=",
+            0,
+            paper_value="Proposition A.7 (second half)",
+            details=f"roots of L = T: {roots}; lower root at T = (c+m)^2: {lower_at_threshold} (= 0 on "
+            f"c + m >= 0: {tight}), so the threshold is tight",
+            kind="sanity",
+        ),
+        Claim.check(
+            "ranking_accuracy.theory.ipo_threshold_tight",
+            "the lower root c + m - sqrt(T) of L_IPO = T is 0 at T = (c + m)^2 (sympy, on c + m >= 0): "
+            "a larger threshold admits wrongly ranked models (1 = holds)",
+            1.0 if tight else 0.0,
+            ">=",
+            1.0,
+            paper_value="Proposition A.7",
+            kind="sanity",
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (h) DPO^gamma (Eq. 4, p. 8): the threshold of Theorem 4.1 with c scaled by gamma
+# ---------------------------------------------------------------------------------------------------------
+GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # the paper's grid (Sec. 5, p. 8)
+
+
+def dpo_gamma_mismatches(threshold_scale: str = "gamma", n: int = 100_000, seed: int = 4) -> int:
+    """Pairs where (R = 1) != (L^gamma <= -log sigmoid(beta s c)), s = gamma ("gamma": Eq. 4's threshold)
+    or s = 1 ("one": Theorem 4.1's threshold used for L^gamma). L^gamma is DPO with the reference
+    log-probs scaled by gamma (Eq. 4), computed by `common.ops.dpo_loss`."""
+    rng = np.random.default_rng(seed)
+    ref_w, ref_l = -rng.uniform(0.5, 40, n), -rng.uniform(0.5, 40, n)
+    pol_w, pol_l = -rng.uniform(0.5, 40, n), -rng.uniform(0.5, 40, n)
+    gam = rng.choice(GAMMAS, n)
+    b = rng.choice([0.1, 1.0, 5.0], n)
+    loss = np.empty(n)
+    for bb in np.unique(b):
+        sel = b == bb
+        t = [torch.from_numpy(a[sel]) for a in (pol_w, pol_l, gam * ref_w, gam * ref_l)]
+        loss[sel] = dpo_loss(*t, beta=float(bb))[0].numpy()
+    c = ref_l - ref_w
+    s = gam if threshold_scale == "gamma" else np.ones(n)
+    threshold = np.logaddexp(0.0, -b * s * c)
+    clear = np.abs(pol_w - pol_l) > 1e-9
+    return int(np.sum(((loss <= threshold) != (pol_w >= pol_l)) & clear))
+
+
+def check_dpo_gamma() -> list[Claim]:
+    """Eq. 4 (Sec. 5, p. 8): L^gamma = -log sigmoid(beta [log pi(y_w)/pi(y_l) + gamma log pi_ref(y_l)/
+    pi_ref(y_w)]); "gamma directly scales c in Theorem 4.1". With rho = log pi(y_w)/pi(y_l): L^gamma(0) =
+    -log sigmoid(beta gamma c) and dL^gamma/drho < 0, so R = 1 iff L^gamma <= -log sigmoid(beta gamma c)
+    (derived here; the paper states only the scaling). Numerically on 100k random pairs over the paper's
+    gamma grid."""
+    rho, c, gam = sp.Symbol("rho", real=True), sp.Symbol("c", real=True), sp.Symbol("gamma", nonnegative=True)
+    loss = sp.log(1 + sp.exp(-beta * (rho + gam * c)))
+    slope = sp.simplify(sp.diff(loss, rho))
+    at_zero = sp.simplify(sp.expand_log(loss.subs(rho, 0) - _dpo_threshold(c, gam), force=True))
+    mismatches = dpo_gamma_mismatches("gamma")
+    api_gap = max(
+        abs(float(flip_threshold(-10.0 - cc, -10.0, bb)) - float(np.logaddexp(0.0, -bb * cc)))
+        for cc in (-3.0, 0.0, 2.0, 7.0)
+        for bb in (0.1, 1.0)
+    )
+    return [
+        Claim.check(
+            "ranking_accuracy.theory.dpo_gamma_threshold",
+            "L^gamma at rho = 0 equals -log sigmoid(beta gamma c) and dL^gamma/drho < 0 (sympy; 1 = holds), "
+            "so R = 1 iff L^gamma <= -log sigmoid(beta gamma c)",
+            1.0 if at_zero == 0 and bool(slope.is_negative) else 0.0,
+            ">=",
+            1.0,
+            paper_value="Eq. 4 with Theorem 4.1 (gamma scales c)",
+            details=f"L^gamma(0) - threshold = {at_zero}; dL/drho = {slope}; gamma = 1 is flip_threshold "
+            f"(max gap {api_gap:.1e})",
+            kind="sanity",
+        ),
+        Claim.check(
+            "ranking_accuracy.theory.dpo_gamma_equivalence_numeric",
+            "on 100k random pairs (gamma in {0, 0.25, ..., 2}, beta in {0.1, 1, 5}) R = 1 iff L^gamma <= "
+            "-log sigmoid(beta gamma c): mismatches",
+            mismatches,
+            "<=",
+            0,
+            paper_value="Eq. 4, Sec. 5",
+            kind="sanity",
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (i) Remark 3.2 (p. 5): unanimous raters (alpha = 1) leave no finite optimum
+# ---------------------------------------------------------------------------------------------------------
+def finite_optimum(alpha_value: sp.Expr) -> tuple[bool, list, sp.Expr]:
+    """(the population DPO loss l(h) = alpha log(1 + e^{-beta h}) + (1 - alpha) log(1 + e^{beta h}) has a
+    finite stationary point, its roots, dl/dh). For alpha = 1 dl/dh = -beta sigmoid(-beta h) < 0 has no
+    root, and l decreases to its infimum 0 only as h -> infinity."""
+    h = sp.Symbol("h", real=True)
+    loss = alpha_value * sp.log(1 + sp.exp(-beta * h)) + (1 - alpha_value) * sp.log(1 + sp.exp(beta * h))
+    grad = sp.simplify(sp.diff(loss, h))
+    roots = sp.solve(grad, h)
+    return bool(roots) or not bool(grad.is_negative), roots, grad
+
+
+def gd_growth_per_decade(alpha_value: float, b: float, lr: float = 1.0, steps: int = 100_000) -> float:
+    """Gradient descent on the population DPO loss in the log-ratio h (from h = 0): the growth of h from
+    step steps/10 to steps, in units of ln(10)/beta. Diverging like (1/beta) ln(t) gives 1; converging to
+    the finite optimum gives 0."""
+    h, at_tenth = 0.0, 0.0
+    for t in range(1, steps + 1):
+        h -= lr * b * (1.0 / (1.0 + math.exp(-b * h)) - alpha_value)  # dl/dh = beta (sigmoid(beta h) - a)
+        if t == steps // 10:
+            at_tenth = h
+    return (h - at_tenth) / (math.log(10.0) / b)
+
+
+def check_unanimous() -> list[Claim]:
+    """Remark 3.2 (p. 5): "when alpha(x, y_w, y_l) = 1, the objectives only have an optimum at infinity".
+    DPO side: the population loss has no stationary point for alpha = 1 (sympy) and gradient descent
+    drives the log-ratio to infinity like (1/beta) ln(t). RLHF side: the Bradley-Terry reward gap
+    log(alpha/(1-alpha)) -> infinity as alpha -> 1."""
+    has_optimum, roots, grad = finite_optimum(sp.Integer(1))
+    gap = sp.limit(sp.log(alpha / (1 - alpha)), alpha, 1, "-")
+    growth = {b: gd_growth_per_decade(1.0, b) for b in (1.0, 0.1)}
+    return [
+        Claim.check(
+            "ranking_accuracy.theory.remark_3_2_no_optimum",
+            "alpha = 1: the population DPO loss has no finite stationary point (dl/dh < 0 for all h) and the "
+            "Bradley-Terry reward gap is infinite (sympy; 1 = holds)",
+            1.0 if not has_optimum and gap == sp.oo else 0.0,
+            ">=",
+            1.0,
+            paper_value="Remark 3.2",
+            details=f"dl/dh = {grad}; roots {roots}; lim_(alpha -> 1) log(alpha/(1-alpha)) = {gap}",
+            kind="sanity",
+        ),
+        Claim.check(
+            "ranking_accuracy.theory.remark_3_2_diverges",
+            "alpha = 1: gradient descent on the DPO log-ratio keeps growing by ln(10)/beta per decade of "
+            "steps (10^4 -> 10^5, beta 1 and 0.1; min ratio, 1 = log divergence, 0 = converged)",
+            min(growth.values()),
+            ">=",
+            0.9,
+            paper_value="Remark 3.2 (optimum only at infinity)",
+            details=", ".join(f"beta={b:g}: {g:.3f}" for b, g in growth.items()),
+            kind="sanity",
+        ),
+    ]
+
+
 CHECKS = (
     Check(
         name="ranking_accuracy_rlhf_optimum",
@@ -441,6 +724,27 @@ CHECKS = (
         title="Correct ranking iff L_DPO <= -log sigmoid(beta c) (Theorem 4.1, Proposition 2.6)",
         statement_ref="Theorem 4.1",
         verify=check_flip_threshold,
+    ),
+    Check(
+        name="ranking_accuracy_ipo",
+        paper=PAPER,
+        title="IPO: zero loss ranks wrongly when c < -1/(2 tau); L_IPO <= (c + 1/(2 tau))^2 guarantees R = 1",
+        statement_ref="Proposition A.7 (App. A.5, p. 19)",
+        verify=check_ipo,
+    ),
+    Check(
+        name="ranking_accuracy_dpo_gamma",
+        paper=PAPER,
+        title="DPO^gamma ranks correctly iff its loss is <= -log sigmoid(beta gamma c)",
+        statement_ref="Eq. 4 (Sec. 5, p. 8) with Theorem 4.1",
+        verify=check_dpo_gamma,
+    ),
+    Check(
+        name="ranking_accuracy_unanimous",
+        paper=PAPER,
+        title="Unanimous raters (alpha = 1): the DPO/RLHF objectives have no finite optimum",
+        statement_ref="Remark 3.2 (p. 5)",
+        verify=check_unanimous,
     ),
     Check(
         name="ranking_accuracy_tabular",
