@@ -252,12 +252,13 @@ def test_pcfg_quick_figure_runs(tmp_path):
     assert {c.id for c in result.claims} == {
         "progressive_distillation.fig4.progressive_faster_than_one_shot",
         "progressive_distillation.fig4.two_shot_faster_than_one_shot",
+        "progressive_distillation.fig4.progressive_C0_faster_than_one_shot",
         "progressive_distillation.fig4.one_shot_beats_labels",
         "progressive_distillation.fig4.short_context_first",
         "progressive_distillation.fig4.m_robust_transient",
     }
     speed = [c for c in result.claims if c.id.endswith("faster_than_one_shot")]
-    assert len(speed) == 2 and all(c.measured == c.measured for c in speed)  # no NaN
+    assert len(speed) == 3 and all(c.measured == c.measured for c in speed)  # no NaN
     data = json.loads((result.out_dir / "data.json").read_text())
     cfg = fig_pcfg.CONFIGS[Scale.QUICK]
     assert data["teacher"]["steps"] == list(range(0, cfg.teacher_steps + 1, cfg.ckpt_every))
@@ -333,6 +334,7 @@ def test_pcfg_claim_bookkeeping_from_synthetic_runs():
             "one-shot": curve(0.1, 0.2, 0.3, 0.5, 0.6),
             "progressive": curve(0.1, 0.2, 0.4, 0.6, 0.6),
             "two-shot": curve(0.1, 0.3, 0.4, 0.5, 0.55),
+            "progressive-C0": curve(0.1, 0.1, 0.2, 0.4, 0.6),
         },
         "probe": {
             "radii": [0, 1, 2],
@@ -342,7 +344,8 @@ def test_pcfg_claim_bookkeeping_from_synthetic_runs():
             "close": [[0, 0, 0]] * 5,
         },
     }
-    prog, two, beats_labels, curriculum, transient = fig_pcfg.claims(data, cfg)
+    prog, two, prog_c0, beats_labels, curriculum, transient = fig_pcfg.claims(data, cfg)
+    assert prog_c0.measured == pytest.approx(400 / 400) and not prog_c0.passed  # reaches 0.6 only at the end
     finals = {m: data["students"][m]["accuracy"][-1] for m in fig_pcfg.METHODS}
     assert beats_labels.measured == pytest.approx(finals["one-shot"] - finals["labels"])
     assert prog.measured == pytest.approx(300 / 400) and prog.passed
@@ -351,7 +354,7 @@ def test_pcfg_claim_bookkeeping_from_synthetic_runs():
     # long info (ce_close[2] - ce_base) 0.1 of 0.167: 0.6 / 0.75 = 0.8 < 1
     assert curriculum.measured == pytest.approx(0.8) and curriculum.passed
     data["probe"]["ce_base"] = [1.6, 1.5, 1.1, 0.8, 0.6]  # the final teacher gains nothing from far context
-    assert fig_pcfg.claims(data, cfg)[3].measured != fig_pcfg.claims(data, cfg)[3].measured  # NaN: fails
+    assert fig_pcfg.claims(data, cfg)[4].measured != fig_pcfg.claims(data, cfg)[4].measured  # NaN: fails
     assert transient.measured == pytest.approx(0.4) and transient.passed  # M_robust radius 1: 1.0 -> 0.4
 
 
