@@ -176,7 +176,13 @@ def run(config: SlowSDEConfig, ctx: RunContext) -> dict[str, Any]:
             return {"eta": eta, "betas": method_betas(config, eta), **out}
 
         results.append(ctx.part(f"eta={eta:.8g}", part))
-    return {"methods": method_labels(config), "runs": results}
+    return {
+        "methods": method_labels(config),
+        "runs": results,
+        "u0": config.u0,
+        "v0": config.v0,
+        "label_noise": config.label_noise,
+    }
 
 
 def _gaps(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
@@ -212,6 +218,9 @@ def plot(data: dict[str, Any], out_dir: Path) -> list[str]:
                 label=f"{name}" if e == 0 else None,
             )
         axes[0].plot([], [], styles[e % len(styles)], color="0.4", lw=1.2, label=f"eta={run['eta']:g}")
+    t_flow = np.linspace(0.0, float(np.asarray(data["runs"][-1]["t"], float).max()), 200)
+    flow = label_noise_flow(data["u0"], data["v0"], data["label_noise"], t_flow)
+    axes[0].plot(t_flow, flow, color="k", lw=1.6, alpha=0.6, label="label-noise flow (Thm 4.5 limit)")
     axes[0].axhline(TARGET_SHARPNESS, color="k", lw=0.8, alpha=0.5)
     axes[0].set_xlabel("t = k eta^2")
     axes[0].set_ylabel("mean sharpness u^2 + v^2")
