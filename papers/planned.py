@@ -15,14 +15,6 @@ PLANNED: tuple[Paper, ...] = (
         status="planned",
     ),
     Paper(
-        "topic_unlearning",
-        "Provable unlearning in topic modeling and downstream tasks",
-        "Wei, Malladi, Arora, Sanyal",
-        "ICLR 2025",
-        "2411.12600",
-        status="planned",
-    ),
-    Paper(
         "ado",
         "Adaptive Data Optimization: Dynamic Sample Selection with Scaling Laws",
         "Jiang, Zhou, Feng, Malladi, Kolter",
