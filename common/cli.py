@@ -669,10 +669,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     "claims": _claim_records(claims),
                 }
             )
+    from common.report import census_line, theory_census
+
+    census = {k: v for k, v in theory_census().items() if k in {c.paper for c in selected}}
+    for paper_key, entry in census.items():
+        say(f"census {paper_key}: {census_line(entry)}")
     say(f"claims failed: {failed}")
     code = EXIT_CLAIM_FAILED if failed else EXIT_OK
     if args.json:
-        _print_json({"command": "verify", "checks": records, "claims_failed": failed, "exit_code": code})
+        counts = {k: {"covered": v["covered"], "admitting": v["admitting"]} for k, v in census.items()}
+        doc = {"command": "verify", "checks": records, "census": counts, "claims_failed": failed}
+        _print_json({**doc, "exit_code": code})
     return code
 
 

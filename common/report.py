@@ -200,6 +200,34 @@ def bench_targets(record: Any, path: str = "") -> list[tuple[str, bool]]:
     return found
 
 
+def theory_census() -> dict[str, dict[str, Any]]:
+    """Per paper key, the census of `RESULTS` in proofs_checks/*.py (the paper's results that admit a finite
+    check, each naming its covering checks or why none): {"results": [...], "covered": n, "admitting": m}."""
+    import importlib
+    import pkgutil
+
+    import proofs_checks
+
+    out: dict[str, dict[str, Any]] = {}
+    for info in sorted(pkgutil.iter_modules(proofs_checks.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"proofs_checks.{info.name}")
+        if hasattr(module, "RESULTS"):
+            out.setdefault(module.PAPER, {"results": []})["results"] += list(module.RESULTS)
+    for entry in out.values():
+        entry["admitting"] = len(entry["results"])
+        entry["covered"] = sum(1 for r in entry["results"] if r["checks"])
+    return out
+
+
+def census_line(entry: dict[str, Any] | None) -> str:
+    """The census as one line: results checked, results that admit a check, those not covered."""
+    if entry is None:
+        return "no census of the paper's results yet"
+    missing = [r["id"] for r in entry["results"] if not r["checks"]]
+    tail = f" (not covered: {', '.join(missing)})" if missing else ""
+    return f"results checked: {entry['covered']} of {entry['admitting']} that admit a check{tail}"
+
+
 def _load_checks(results: Path) -> tuple[list[tuple[Path, dict[str, Any] | None, str]], dict[str, list]]:
     """Every results/checks/*.json as (path, record or None, why unreadable), and the readable ones by
     paper key."""
@@ -314,18 +342,26 @@ def write_report(results: Path, listed: list[Paper] | None = None) -> tuple[Path
     if not check_files:
         body.append("<p>None run yet (<code>companion verify all</code>).</p>")
         md += ["None run yet.", ""]
-    for path, record, why in check_files:
+    census = theory_census()
+    shown_paper = None
+    # unreadable files first, then the checks grouped by paper (stable: file order within a paper)
+    for path, record, why in sorted(check_files, key=lambda f: (f[1] is not None, f[1] and f[1]["paper"])):
         if record is None:
             body.append(f"<p class=broken>not shown, unreadable: {html.escape(str(path))} ({why})</p>")
             md += [f"**Not shown, unreadable:** `{path}` ({why})", ""]
             continue
+        if record["paper"] != shown_paper:
+            shown_paper = record["paper"]
+            line = census_line(census.get(shown_paper))
+            body.append(f"<h3>{html.escape(shown_paper)}</h3><p class=meta>{html.escape(line)}</p>")
+            md += [f"### {shown_paper}", "", line, ""]
         claims = record["_claims"]
         body.append(
-            f"<h3>{html.escape(record['title'])}</h3><p class=meta>{html.escape(record['paper'])}: "
+            f"<h4>{html.escape(record['title'])}</h4><p class=meta>{html.escape(record['paper'])}: "
             f"{html.escape(record['statement_ref'])} · {record['seconds']} s</p>" + _claims_html(claims)
         )
         md += [
-            f"### {record['title']}",
+            f"#### {record['title']}",
             "",
             f"{record['paper']}: {record['statement_ref']}",
             "",
