@@ -15,14 +15,6 @@ PLANNED: tuple[Paper, ...] = (
         status="planned",
     ),
     Paper(
-        "ado",
-        "Adaptive Data Optimization: Dynamic Sample Selection with Scaling Laws",
-        "Jiang, Zhou, Feng, Malladi, Kolter",
-        "ICLR 2025",
-        "2410.11820",
-        status="planned",
-    ),
-    Paper(
         "muse",
         "MUSE: Machine Unlearning Six-Way Evaluation for Language Models",
         "Shi, Lee, Huang, Malladi, Zhao, Holtzman, Liu, Zettlemoyer, Smith, Zhang",
