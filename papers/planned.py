@@ -15,14 +15,6 @@ PLANNED: tuple[Paper, ...] = (
         status="planned",
     ),
     Paper(
-        "muse",
-        "MUSE: Machine Unlearning Six-Way Evaluation for Language Models",
-        "Shi, Lee, Huang, Malladi, Zhao, Holtzman, Liu, Zettlemoyer, Smith, Zhang",
-        "ICLR 2025",
-        "2407.06460",
-        status="planned",
-    ),
-    Paper(
         "charxiv",
         "CharXiv: Charting Gaps in Realistic Chart Understanding in Multimodal LLMs",
         "Wang, Xia, He, Chen, Liu, Zhu, Liang, Wu, Liu, Malladi, Chevalier, Arora, Chen",
