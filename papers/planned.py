@@ -7,14 +7,6 @@ from common.experiment import Paper
 
 PLANNED: tuple[Paper, ...] = (
     Paper(
-        "meco",
-        "Metadata Conditioning Accelerates Language Model Pre-training",
-        "Gao, Wettig, He, Dong, Malladi, Chen",
-        "ICML 2025",
-        "2501.01956",
-        status="planned",
-    ),
-    Paper(
         "charxiv",
         "CharXiv: Charting Gaps in Realistic Chart Understanding in Multimodal LLMs",
         "Wang, Xia, He, Chen, Liu, Zhu, Liang, Wu, Liu, Malladi, Chevalier, Arora, Chen",
