@@ -6,12 +6,4 @@ report. A paper's metadata lives in exactly one place: here while it is planned,
 from common.experiment import Paper
 
 PLANNED: tuple[Paper, ...] = (
-    Paper(
-        "charxiv",
-        "CharXiv: Charting Gaps in Realistic Chart Understanding in Multimodal LLMs",
-        "Wang, Xia, He, Chen, Liu, Zhu, Liang, Wu, Liu, Malladi, Chevalier, Arora, Chen",
-        "NeurIPS 2024 (D&B)",
-        "2406.18521",
-        status="planned",
-    ),
 )
