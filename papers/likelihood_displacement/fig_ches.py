@@ -299,8 +299,8 @@ FIGURE = Figure(
     expected="Higher-CHES pairs lose more ln pi(y+); the lowest-CHES subset gains.",
     threads=1,  # small models: threads cost more than they give
     # Asserted at quick: CHES ranks the displacement; at seeds 0-4 (responses ending in <eos>) Spearman >=
-    # 0.41 (vs 0.3) and bottom minus top decile >= 6.5 nats (vs 0). The percentile subsets are not monotone at quick (README) and the
-    # baseline comparison is reported.
+    # 0.41 (vs 0.3) and bottom minus top decile >= 6.5 nats (vs 0). The percentile subsets are not monotone
+    # at quick (README) and the baseline comparison is reported.
     asserted_at_quick=(
         "likelihood_displacement.fig2.ches_spearman",
         "likelihood_displacement.fig2.top_vs_bottom_decile",
