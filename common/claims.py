@@ -161,6 +161,21 @@ class Claim:
         return f"[{mark}] {self.id}{sanity}: {test}  ({self.statement})"
 
 
+def negative_control(id: str, statement: str, rejected: bool, details: str = "") -> Claim:
+    """A negative control of a theory check: a wrong formula or a parameter outside the statement that the
+    check must reject. Kind "sanity"; passes (measured 1.0) iff it was rejected, so it shows the check can
+    fail."""
+    return Claim.check(
+        id,
+        f"negative control: {statement}",
+        1.0 if rejected else 0.0,
+        ">=",
+        1.0,
+        kind="sanity",
+        details=details,
+    )
+
+
 def _float(v: Any) -> float:
     return float("nan") if v is None else float(v)
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import linregress
 
-from common.claims import Claim, slope_interval
+from common.claims import Claim, negative_control, slope_interval
 from common.experiment import Check
 from common.ops import project
 from common.ops.grad_projection import adam_direction_reference, per_sample_linear_grads_projected
@@ -487,25 +487,12 @@ RESULTS = (
 )
 
 
-def _control(id: str, statement: str, rejected: bool, details: str) -> Claim:
-    """A negative control: passes (1.0) iff the check's test rejected the wrong input."""
-    return Claim.check(
-        id,
-        f"negative control: {statement}",
-        1.0 if rejected else 0.0,
-        ">=",
-        1.0,
-        kind="sanity",
-        details=details,
-    )
-
-
 def _adam_variants_control() -> list[Claim]:
     """The paper's Gamma is NOT the kernel's with eps unscaled (eps' = eps instead of eps sqrt(1 - b2^t))."""
     M, V, p, q = sp.Symbol("M", real=True), *sp.symbols("V p q", positive=True)
     diff = sp.simplify((M / p) / (sp.sqrt(V / q) + eps) - sp.sqrt(q) / p * M / (sp.sqrt(V) + eps))
     return [
-        _control(
+        negative_control(
             "less.control.adam_eps_unscaled",
             "the identity test rejects the kernel with eps' = eps for the paper's Gamma",
             diff != 0,
@@ -523,7 +510,7 @@ def _projection_control() -> list[Claim]:
     y = project(x, 16, 3).repeat(1, 1024 // 16)
     err = float((F.cosine_similarity(y[:20], y[20:], dim=1) - true).abs().max())
     return [
-        _control(
+        negative_control(
             "less.control.projection_tiled",
             "a projector with 16 directions tiled to d = 1024 fails the cosine test (error > 0.1)",
             err > 0.1,
@@ -541,7 +528,7 @@ CONTROLS = {
     "less_adam_variants": _adam_variants_control,
     "less_projection": _projection_control,
     "less_adamw_step": lambda: [
-        _control(
+        negative_control(
             "less.control.adamw_official_direction",
             "the official m' / sqrt(v' + eps) is not the step AdamW takes (relative error > 0.1)",
             (e := adamw_gamma_errors("official"))["gamma"] > 0.1,
@@ -549,7 +536,7 @@ CONTROLS = {
         )
     ],
     "less_influence_residual": lambda: [
-        _control(
+        negative_control(
             "less.control.influence_sgd_direction",
             "the plain gradient in the first-order term leaves an O(eta) residual (slope < 1.8)",
             (sl := _residual_slope("sgd")) < 1.8,
@@ -557,7 +544,7 @@ CONTROLS = {
         )
     ],
     "less_projection_rate": lambda: [
-        _control(
+        negative_control(
             "less.control.projection_rate_tiled",
             "a tiled 16-direction projector does not show the 1/sqrt(d) rate (|slope + 1/2| > 0.3)",
             abs((j := jl_errors("tiled", n_pairs=128))["slope"] + 0.5) > 0.3,

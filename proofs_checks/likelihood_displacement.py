@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from common.claims import Claim
+from common.claims import Claim, negative_control
 from common.experiment import Check
 from common.ops import dpo_loss
 from papers.likelihood_displacement.api import ches
@@ -786,19 +786,6 @@ RESULTS = (
 )
 
 
-def _control(id: str, statement: str, rejected: bool, details: str) -> Claim:
-    """A negative control: passes (1.0) iff the check's test rejected the wrong input."""
-    return Claim.check(
-        id,
-        f"negative control: {statement}",
-        1.0 if rejected else 0.0,
-        ">=",
-        1.0,
-        kind="sanity",
-        details=details,
-    )
-
-
 def _single_token_control() -> list[Claim]:
     """The h-and-W closed form (Theorems 4-5) applied where only h is trained must miss autograd."""
     g = torch.Generator().manual_seed(0)
@@ -808,7 +795,7 @@ def _single_token_control() -> list[Claim]:
         rates, nlp, _ = _single_token_autograd(W, h, pos, neg, shift, train_W=False)
         worst = max(worst, float((token_rates(W, h, pos, neg, nlp) - rates).abs().max() / rates.abs().max()))
     return [
-        _control(
+        negative_control(
             "likelihood_displacement.control.single_token_wrong_setting",
             "the closed form for h and W trained misses the h-only rates (rel. error > 1e-2)",
             worst > 1e-2,
@@ -827,7 +814,7 @@ def _which_tokens_control() -> list[Claim]:
         others = [z for z in range(W.shape[0]) if z not in (pos, neg)]
         hits += int(int(torch.argmax(rates[others])) == int(torch.argmax(W[others] @ W[pos])))
     return [
-        _control(
+        negative_control(
             "likelihood_displacement.control.gain_order_wrong_direction",
             f"ordering by <W_z, W+> fails the top-gainer test (fraction < 1 of {n})",
             hits < n,
@@ -841,7 +828,7 @@ def _ches_control() -> list[Claim]:
         scores, rates = ches_generic_instances(n=100, seed=4)
     z = quintile_gap(np.random.default_rng(1).permutation(scores), rates)["z"]
     return [
-        _control(
+        negative_control(
             "likelihood_displacement.control.ches_shuffled",
             "shuffled CHES scores fail the quintile test (z < 3)",
             z < 3.0,
@@ -855,7 +842,7 @@ CONTROLS = {
     "likelihood_displacement_which_tokens_gain": _which_tokens_control,
     "likelihood_displacement_ches_sign": _ches_control,
     "likelihood_displacement_paper_statements": lambda: [
-        _control(
+        negative_control(
             "likelihood_displacement.control.theorem4_sign_flipped",
             "Theorem 4 with the sign of the <W+, W-> term flipped misses autograd (> 1e-2)",
             (e := paper_statement_errors(n=10, sign_ww=-1.0)["thm4"]) > 1e-2,
@@ -863,7 +850,7 @@ CONTROLS = {
         )
     ],
     "likelihood_displacement_fixed_hidden": lambda: [
-        _control(
+        negative_control(
             "likelihood_displacement.control.hidden_trained",
             "with h trained too, the same instances displace (min rate < 0)",
             (r := fixed_hidden_rates("hW", n=60)["min_rate"]) < 0.0,
@@ -871,7 +858,7 @@ CONTROLS = {
         )
     ],
     "likelihood_displacement_theorem6_full": lambda: [
-        _control(
+        negative_control(
             "likelihood_displacement.control.theorem6_no_hidden_terms",
             "Theorem 6 without its hidden-state terms m + S misses autograd (> 1e-2)",
             (e := theorem6_error(n=6, hidden_terms=False)[0]) > 1e-2,
@@ -879,7 +866,7 @@ CONTROLS = {
         )
     ],
     "likelihood_displacement_sft_term": lambda: [
-        _control(
+        negative_control(
             "likelihood_displacement.control.sft_half_term",
             "half the SFT term misses autograd (> 1e-2)",
             (e := sft_term_errors(n=4, factor=0.5)["error"]) > 1e-2,

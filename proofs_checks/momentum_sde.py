@@ -18,7 +18,7 @@ import math
 import numpy as np
 import sympy as sp
 
-from common.claims import Claim
+from common.claims import Claim, negative_control
 from common.experiment import Check
 
 PAPER = "momentum"
@@ -45,16 +45,8 @@ def _identity(id: str, statement: str, difference: sp.Expr, details: str, paper_
 def _rejected(id: str, statement: str, difference: sp.Expr) -> Claim:
     """A negative control: a deliberately wrong formula that the identity check must reject (measured 1.0 iff
     sympy does *not* simplify `difference` to 0). Kind "sanity": it shows the check can fail."""
-    nonzero = sp.simplify(difference) != 0
-    return Claim.check(
-        id,
-        f"negative control: {statement}",
-        1.0 if nonzero else 0.0,
-        ">=",
-        1.0,
-        kind="sanity",
-        details=f"simplified difference = {sp.simplify(difference)}",
-    )
+    simplified = sp.simplify(difference)
+    return negative_control(id, statement, simplified != 0, f"simplified difference = {simplified}")
 
 
 def _generic(expr: sp.Expr) -> sp.Expr:

@@ -35,7 +35,7 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 
-from common.claims import Claim
+from common.claims import Claim, negative_control
 from common.experiment import Check
 from common.ops import dpo_loss
 from papers.ranking_accuracy.metrics import (
@@ -822,25 +822,12 @@ RESULTS = (
 )
 
 
-def _control(id: str, statement: str, rejected: bool, details: str) -> Claim:
-    """A negative control: passes (1.0) iff the check's test rejected the wrong input."""
-    return Claim.check(
-        id,
-        f"negative control: {statement}",
-        1.0 if rejected else 0.0,
-        ">=",
-        1.0,
-        kind="sanity",
-        details=details,
-    )
-
-
 def _wrong_exponent_control(id: str) -> list[Claim]:
     """Theorem 3.1's ratio with exponent beta instead of 1/beta: the identity test must reject it."""
     wrong = (p1 / p2) * (alpha / (1 - alpha)) ** beta
     claim = _identity(id, "wrong exponent", sp.log(_theorem_3_1_ratio()) - sp.log(wrong), "exponent beta")
     return [
-        _control(
+        negative_control(
             id, "the identity test rejects the exponent beta for 1/beta", not claim.passed, claim.details
         )
     ]
@@ -852,7 +839,7 @@ def _idealized_control() -> list[Claim]:
     log_ratio = sp.log(_theorem_3_1_ratio().subs({p1: sp.exp(lw), p2: sp.exp(ll)}))
     claim = _identity("x", "wrong", sp.expand_log(log_ratio - wrong, force=True), "beta for 1/beta")
     return [
-        _control(
+        negative_control(
             "ranking_accuracy.control.idealized_wrong_exponent",
             "the idealized condition with beta log(alpha/(1-alpha)) is rejected",
             not claim.passed,
@@ -879,7 +866,7 @@ def _tabular_control() -> list[Claim]:
     right = float((ratio - (ref_w - ref_l + logit / b)).abs().max())
     wrong = float((ratio - (ref_w - ref_l + b * logit)).abs().max())
     return [
-        _control(
+        negative_control(
             "ranking_accuracy.control.tabular_wrong_exponent",
             "the converged tabular log-ratios miss Theorem 3.1 with exponent beta (max error > 1e-3) while "
             "matching 1/beta (< 1e-8)",
@@ -893,7 +880,7 @@ def _flip_control() -> list[Claim]:
     c = sp.Symbol("c", real=True)
     flipped, slope = threshold_decreasing(_dpo_threshold(-c), c)
     return [
-        _control(
+        negative_control(
             "ranking_accuracy.control.threshold_sign_flipped",
             "with c's sign flipped the threshold is not decreasing in c (so Prop. 2.6's minimum moves)",
             not flipped,
@@ -910,7 +897,7 @@ CONTROLS = {
     "ranking_accuracy_idealized_condition": _idealized_control,
     "ranking_accuracy_flip_threshold": _flip_control,
     "ranking_accuracy_ipo": lambda: [
-        _control(
+        negative_control(
             "ranking_accuracy.control.ipo_margin_doubled",
             "a margin 1/tau instead of 1/(2 tau) in the IPO guarantee admits wrongly ranked models",
             (v := ipo_guarantee_violations(margin_scale=2.0, n=20_000))[0] > 10,
@@ -918,7 +905,7 @@ CONTROLS = {
         )
     ],
     "ranking_accuracy_dpo_gamma": lambda: [
-        _control(
+        negative_control(
             "ranking_accuracy.control.dpo_gamma_unscaled",
             "Theorem 4.1's unscaled threshold is wrong for L^gamma (gamma != 1)",
             (mm := dpo_gamma_mismatches("one", n=20_000)) > 100,
@@ -926,7 +913,7 @@ CONTROLS = {
         )
     ],
     "ranking_accuracy_unanimous": lambda: [
-        _control(
+        negative_control(
             "ranking_accuracy.control.alpha_below_one",
             "at alpha = 3/4 (outside the remark) a finite optimum exists and gradient descent converges",
             (fo := finite_optimum(sp.Rational(3, 4)))[0] and abs(gd_growth_per_decade(0.9, 1.0)) < 0.05,
