@@ -63,6 +63,21 @@ def test_influence_scores_match_hand_computed(aggregation):
     np.testing.assert_allclose(scaled.numpy(), got.numpy(), rtol=1e-12)
 
 
+def test_inner_product_scores_match_hand_computed():
+    # the same weighted mean over shots and max over subtasks, of raw inner products:
+    # ckpt 0, subtask a: ex0 (1 + 0) / 2; ex1 (0 + 10) / 2; ex2 (3 + 15) / 2;  ckpt 1: ex0 1, ex1 0, ex2 0
+    # ckpt 0, subtask b: -2, 0, -6;  ckpt 1, subtask b: 0, 1, -1
+    a = [0.75 * 0.5 + 0.25 * 1, 0.75 * 5 + 0.25 * 0, 0.75 * 9 + 0.25 * 0]
+    b = [0.75 * -2 + 0.25 * 0, 0.75 * 0 + 0.25 * 1, 0.75 * -6 + 0.25 * -1]
+    got = influence_scores(TRAIN, VAL, WEIGHTS, similarity="inner_product")
+    np.testing.assert_allclose(got.numpy(), [max(x, y) for x, y in zip(a, b, strict=True)], rtol=1e-12)
+    # unlike the cosine, it grows with a feature's norm: a long gradient outranks a better-aligned short one
+    train = [torch.tensor([[1.0, 0.0], [3.0, 3.0]])]
+    val = {"a": [torch.tensor([[1.0, 0.0]])]}
+    assert select(influence_scores(train, val, [1.0]), 0.5).tolist() == [0]
+    assert select(influence_scores(train, val, [1.0], similarity="inner_product"), 0.5).tolist() == [1]
+
+
 def test_scores_are_mean_of_cosines_not_cosine_of_mean():
     train = [torch.tensor([[1.0, 0.0]])]
     val = {"a": [torch.tensor([[1.0, 0.0], [0.0, 100.0]])]}
@@ -93,6 +108,7 @@ def test_select_top_fraction_highest_first_ties_by_index():
         (lambda: influence_scores(TRAIN, VAL, [1.0, -1.0]), ValueError, "positive"),
         (lambda: influence_scores(TRAIN, VAL, [1.0, float("nan")]), ValueError, "positive"),
         (lambda: influence_scores(TRAIN, VAL, WEIGHTS, aggregation="sum"), ValueError, "aggregation"),
+        (lambda: influence_scores(TRAIN, VAL, WEIGHTS, similarity="dot"), ValueError, "similarity"),
         (lambda: influence_scores([TRAIN[0], TRAIN[1][:2]], VAL, WEIGHTS), ValueError, "disagree in shape"),
         (lambda: influence_scores(TRAIN, {"a": [torch.ones(2, 3)] * 2}, WEIGHTS), ValueError, "dimension 2"),
         (lambda: influence_scores(TRAIN, {"a": [torch.ones(2, 2)]}, WEIGHTS), ValueError, "2 checkpoints"),
@@ -281,6 +297,8 @@ def test_configs_reject_bad_values_with_clear_messages():
         fig.config_for(Scale.QUICK, overrides=["n_val=45"])
     with pytest.raises(ConfigError, match="'seeds' = 0 is out of range: expected an integer >= 1"):
         PAPER.figure("fig_composition").config_for(Scale.QUICK, overrides=["seeds=0"])
+    with pytest.raises(ConfigError, match="differ from the tuned warmup_batch=1"):
+        PAPER.figure("fig_warmup").config_for(Scale.QUICK, overrides=["other_warmup_batches=1,4"])
     # every figure of a scale shares one Setup (one base, warmup and datastore)
     for scale in Scale:
         assert len({pl.setup_of(f.config_for(scale)) for f in PAPER.figures()}) == 1
@@ -308,3 +326,60 @@ def test_datastore_is_one_shared_artifact_per_checkpoint_and_reused(tmp_path):
     pl.datastore(dataclasses.replace(setup, proj_seed=1), size, tmp_path, "pool", "adam")
     assert len(list(tmp_path.glob("features-pool-adam-ckpt*"))) == 4
     assert len(list(tmp_path.glob("base-*"))) == 1 and len(list(tmp_path.glob("warmup-*"))) == 1
+    # the base-model (no warmup) features: one block, shared by every warmup setting
+    base = pl.base_datastore(setup, size, tmp_path, "pool")
+    assert base.shape == (1, 60, 16) and base.abs().sum() > 0
+    pl.base_datastore(dataclasses.replace(setup, warmup_batch=1, warmup_epochs=3), size, tmp_path, "pool")
+    assert len(list(tmp_path.glob("features-pool-base-*"))) == 1
+    # one checkpoint of the datastore is the same as scoring with that block alone
+    one = pl.less_scores(setup, size, tmp_path, checkpoints=(-1,))
+    val = {n: pl.datastore(setup, size, tmp_path, f"val:{n}", "sgd")[-1:] for n in D.SUBTASKS}
+    torch.testing.assert_close(one, influence_scores(first[-1:], val, [1.0]))
+    assert pl.less_scores(setup, size, tmp_path, gradient="base").shape == (60,)
+
+
+def _summary(values):
+    return {"mean": float(np.mean(values)), "per_seed": list(values)}
+
+
+def test_warmup_and_ablation_claims_are_measured_from_their_data(tmp_path):
+    """fig_warmup and fig_ablation assert nothing at quick (so tests/test_quick_claims.py does not run them):
+    their claims and plots on hand-made data, with values that make each claim pass or fail as computed."""
+    from papers.less import fig_ablation, fig_warmup
+
+    comp = dict.fromkeys(D.FAMILIES, 0.0)
+    pool = {**comp, "add": 0.08, "bad": 0.08}
+    rows = [
+        {"warmup_batch": 1, "warmup_steps": 200, "tuned": True, "composition": {**comp, "add": 1.0},
+         "less": _summary([0.4, 0.5]), "n_selected": 50},
+        {"warmup_batch": 2, "warmup_steps": 100, "tuned": False,
+         "composition": {**comp, "add": 0.5, "bad": 0.5}, "less": _summary([0.1, 0.2]), "n_selected": 50},
+    ]  # fmt: skip
+    data = {"rows": rows, "random": _summary([0.1, 0.1]), "pool": pool, "pool_size": 1000}
+    config = fig_warmup.CONFIGS[Scale.QUICK]
+    claims = {c.id: c for c in fig_warmup.claims(data, config)}
+    assert set(claims) == {f"less.warmup.batch2.{k}" for k in
+                           ("target_family_overrepresented", "adversarial_underrepresented", "beats_random")}
+    assert claims["less.warmup.batch2.target_family_overrepresented"].measured == pytest.approx(6.25)
+    assert not claims["less.warmup.batch2.adversarial_underrepresented"].passed  # 50% bad: far above 2 sd
+    assert claims["less.warmup.batch2.beats_random"].measured == pytest.approx(0.05)
+    assert fig_warmup.plot(data, tmp_path)
+
+    def point(acc, length=1.0):
+        extra = {"overlap": 1.0, "add_share": 0.5, "bad_share": 0.0, "response_length": length}
+        return {**_summary(acc), **extra}
+
+    data = {
+        "dims": [{"proj_dim": 32, **point([0.2])}, {"proj_dim": 256, **point([0.3])}],
+        "gradients": {k: point([0.3]) for k in ("adam_paper", "adam_official", "sgd")},
+        "scoring": {"cosine": point([0.3], 1.5), "inner_product": point([0.1], 1.2),
+                    "last_checkpoint": point([0.4]), "base_gradients": point([0.2])},
+        "proj_dim": 256, "pool_response_length": 2.4, "n_checkpoints": 4,
+    }  # fmt: skip
+    claims = {c.id: c for c in fig_ablation.claims(data, fig_ablation.CONFIGS[Scale.QUICK])}
+    assert claims["less.ablation.inner_product_selects_shorter"].measured == pytest.approx(-0.3)
+    assert claims["less.ablation.inner_product_selects_shorter"].passed
+    assert claims["less.ablation.cosine_beats_inner_product"].measured == pytest.approx(0.2)
+    assert not claims["less.ablation.all_checkpoints_no_worse"].passed
+    assert claims["less.ablation.warmup_beats_base_gradients"].paper_number == pytest.approx(3.1)
+    assert fig_ablation.plot(data, tmp_path)

@@ -22,5 +22,6 @@ PAPER = Paper(
         "papers.less.fig_composition",
         "papers.less.fig_transfer",
         "papers.less.fig_ablation",
+        "papers.less.fig_warmup",
     ),
 )

@@ -93,7 +93,7 @@ def claims(data: dict[str, Any], config: Config) -> list[Claim]:
     # random n-of-N draw's share (hypergeometric). Above 2 means LESS prefers the format-matching bad data.
     p = pool["bad"]
     sd = math.sqrt(p * (1 - p) / n * (N - n) / max(N - 1, 1)) if 0 < p < 1 else float("nan")
-    excess_z = (less["bad"] - p) / sd
+    excess_z = pl.excess_sd(less["bad"], p, n, N)
     return [
         Claim.check(
             "less.composition.target_family_overrepresented",

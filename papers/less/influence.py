@@ -11,6 +11,11 @@ Adam-preconditioned gradient and the validation side uses plain gradients; both 
 We implement the official code's aggregation: the *mean of per-example cosines* over a subtask's validation
 examples (not the cosine with the subtask's mean gradient), then the max over subtasks; `aggregation="mean"`
 averages over subtasks instead (both are reported).
+
+`similarity="inner_product"` drops the normalization: the same weighted mean over shots and max over
+subtasks of <grad l(z'), Gamma(z)>, the un-normalized first-order influence of Sec. 2. Sec. 3.2 rejects it:
+the gradient of a mean token loss has a larger norm for a short sequence, so inner products favour short
+examples; the cosine removes the norm.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AGGREGATIONS", "influence_scores", "select"]
+__all__ = ["AGGREGATIONS", "SIMILARITIES", "influence_scores", "select"]
 
 AGGREGATIONS = ("max", "mean")
+SIMILARITIES = ("cosine", "inner_product")
 Features = torch.Tensor | Sequence[torch.Tensor]
 
 
@@ -62,17 +68,22 @@ def influence_scores(
     val_features_by_subtask: Mapping[str, Features],
     checkpoint_weights: Sequence[float] | torch.Tensor,
     aggregation: str = "max",
+    similarity: str = "cosine",
 ) -> torch.Tensor:
     """LESS scores [N] (float64) of N training examples.
 
     train_features: [C, N, d] or C tensors [N, d], one per warmup checkpoint (Adam-preconditioned features);
     val_features_by_subtask: subtask name -> [C, n_j, d] or C tensors [n_j, d] (plain-gradient features;
     subtasks may have different numbers of examples); checkpoint_weights: C positive numbers (LESS: each
-    epoch's average learning rate). Rows are L2-normalized (a zero row has cosine 0 with everything), so the
-    score is a weighted sum of cosines. aggregation: "max" over subtasks (LESS) or "mean".
+    epoch's average learning rate). similarity "cosine" (LESS): rows are L2-normalized (a zero row has cosine
+    0 with everything), so the score is a weighted sum of cosines; "inner_product": rows as given (Sec. 3.2's
+    rejected alternative). aggregation: "max" over subtasks (LESS) or "mean".
     """
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+    unit = F.normalize if similarity == "cosine" else (lambda x, dim: x)
     train = _stack(train_features, "train_features")  # (C, N, d)
     C, _, d = train.shape
     if not isinstance(val_features_by_subtask, Mapping) or not val_features_by_subtask:
@@ -83,7 +94,7 @@ def influence_scores(
     if not (torch.isfinite(weights).all() and (weights > 0).all()):
         raise ValueError(f"checkpoint_weights must be finite and positive, got {weights.tolist()}")
     weights = weights / weights.sum()
-    train = F.normalize(train, dim=-1)
+    train = unit(train, dim=-1)
     per_subtask = []
     for name, feats in val_features_by_subtask.items():
         val = _stack(feats, f"val_features_by_subtask[{name!r}]")  # (C, n_j, d)
@@ -92,8 +103,8 @@ def influence_scores(
                 f"val_features_by_subtask[{name!r}] has shape {tuple(val.shape)}; train_features has {C} "
                 f"checkpoints of dimension {d}"
             )
-        cos = torch.einsum("cnd,cmd->cnm", train, F.normalize(val, dim=-1))  # (C, N, n_j)
-        per_subtask.append(torch.einsum("c,cn->n", weights, cos.mean(-1)))  # (N,)
+        sim = torch.einsum("cnd,cmd->cnm", train, unit(val, dim=-1))  # (C, N, n_j)
+        per_subtask.append(torch.einsum("c,cn->n", weights, sim.mean(-1)))  # (N,)
     stacked = torch.stack(per_subtask)  # (J, N)
     return stacked.max(0).values if aggregation == "max" else stacked.mean(0)
 

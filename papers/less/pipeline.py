@@ -10,7 +10,9 @@
    (`common.ops.GradientFeatures`, one forward/backward per batch, rank-sharded under torchrun), mapped
    through Adam's update direction for the training pool and plain for the validation shots (LESS). Stored
    per checkpoint as a shared artifact, so a killed run resumes.
-4. Selection: `influence_scores` (max over subtasks of the lr-weighted mean cosine), top `fraction`.
+4. Selection: `influence_scores` (max over subtasks of the lr-weighted mean cosine), top `fraction`. The
+   ablations read the same datastore: a prefix of its coordinates (proj_dim), one checkpoint of it, inner
+   products instead of cosines; and `base_datastore`, gradients at the base model (no warmup).
 5. Fine-tuning: LoRA from the base on a selection for `ft_steps` steps, evaluated by exact-match accuracy
    (greedy decoding) and response loss on every held-out problem of each subtask.
 
@@ -135,6 +137,7 @@ def setup_of(config: Any) -> Setup:
 
 SELECTION_ONLY = ("aggregation", "fraction", "ft_steps", "ft_batch", "ft_lr", "full_steps", "feature_batch")
 WARMUP_FREE = ("proj_dim", "proj_seed", "adam_variant")  # the warmup does not depend on these
+WARMUP_ONLY = ("warmup_fraction", "warmup_epochs", "warmup_batch", "warmup_lr", "data_seed")
 
 
 @dataclass(frozen=True)
@@ -409,13 +412,23 @@ def _broadcast(t: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
     return buf
 
 
+def _features(setup: Setup, model: GPT, examples: D.Examples, adam: dict | None, eps: float) -> torch.Tensor:
+    feats = GradientFeatures(model, setup.proj_dim, setup.proj_seed, adam_state=adam, eps=eps)
+    out = feats.featurize((examples.ids, examples.labels), example_losses, setup.feature_batch)
+    return _broadcast(out, (len(examples), setup.proj_dim))  # (N, k)
+
+
+def _examples(setup: Setup, kind: str) -> D.Examples:
+    data = make_data(setup)
+    return data.pool if kind == "pool" else data.val[kind.split(":", 1)[1]]
+
+
 def datastore(setup: Setup, size: ModelSize, shared_dir: Path, kind: str, gradient: str) -> torch.Tensor:
     """Projected LoRA gradients [C, N, proj_dim] of the pool (kind "pool") or of one subtask's validation
     shots (kind "val:<subtask>") at every warmup checkpoint. gradient: "adam" or "sgd". Each checkpoint's
     block is its own shared artifact, so a killed run resumes at the first missing block."""
     checkpoints = warmup(setup, size, shared_dir)
-    data = make_data(setup)
-    examples = data.pool if kind == "pool" else data.val[kind.split(":", 1)[1]]
+    examples = _examples(setup, kind)
     free = SELECTION_ONLY if gradient == "adam" else SELECTION_ONLY + ("adam_variant",)  # sgd: no Adam state
     blocks = []
     for i, ckpt in enumerate(checkpoints):
@@ -423,15 +436,29 @@ def datastore(setup: Setup, size: ModelSize, shared_dir: Path, kind: str, gradie
         def build(ckpt: Checkpoint = ckpt) -> torch.Tensor:
             model = checkpoint_model(setup, size, ckpt, shared_dir)
             adam, eps = _adam_state(ckpt, setup.adam_variant) if gradient == "adam" else (None, 1e-8)
-            feats = GradientFeatures(model, setup.proj_dim, setup.proj_seed, adam_state=adam, eps=eps)
-            out = feats.featurize((examples.ids, examples.labels), example_losses, setup.feature_batch)
-            return _broadcast(out, (len(examples), setup.proj_dim))  # (N, k)
+            return _features(setup, model, examples, adam, eps)
 
         stage = f"{kind.replace(':', '-')}-{gradient}-ckpt{i}"
         blocks.append(
             shared_artifact(shared_dir, f"features-{stage}", stage_spec(setup, size, free, stage), build)
         )
     return torch.stack(blocks)  # (C, N, k)
+
+
+def base_datastore(setup: Setup, size: ModelSize, shared_dir: Path, kind: str) -> torch.Tensor:
+    """Projected plain LoRA gradients [1, N, proj_dim] at the base model itself, no warmup (Table 5's
+    "no warmup" row): the LoRA factors as initialized from `seed` (B = 0, so only B's gradient is non-zero,
+    as with PEFT's initialization) and no Adam state, so both sides are SGD gradients. One shared artifact
+    per kind; it depends on none of the warmup's settings."""
+    examples = _examples(setup, kind)
+
+    def build() -> torch.Tensor:
+        model = lora_model(size, base_state(setup, size, shared_dir), setup, setup.seed).eval()
+        return _features(setup, model, examples, None, 1e-8)
+
+    stage = f"{kind.replace(':', '-')}-base"
+    spec = stage_spec(setup, size, SELECTION_ONLY + WARMUP_ONLY + ("adam_variant",), stage)
+    return shared_artifact(shared_dir, f"features-{stage}", spec, build)[None]  # (1, N, k)
 
 
 def checkpoint_weights(setup: Setup, size: ModelSize, shared_dir: Path) -> list[float]:
@@ -445,17 +472,40 @@ def less_scores(
     gradient: str = "adam",
     proj_dim: int | None = None,
     aggregation: str | None = None,
+    similarity: str = "cosine",
+    checkpoints: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
     """LESS scores [N] of the pool; proj_dim <= setup.proj_dim uses the first proj_dim coordinates of the
     stored features (the keyed sign matrix makes them a projection to proj_dim up to a scale, which the
-    cosine ignores)."""
+    cosine ignores). gradient: "adam" or "sgd" (training-side features at the warmup checkpoints) or "base"
+    (plain gradients at the base model, no warmup); checkpoints: which warmup checkpoints to use (all by
+    default; e.g. (-1,) for the last one alone); similarity: "cosine" (LESS) or "inner_product"."""
     k = proj_dim or setup.proj_dim
     if k > setup.proj_dim:
         raise ConfigError(f"proj_dim {k} exceeds the datastore's {setup.proj_dim}")
-    train_f = datastore(setup, size, shared_dir, "pool", gradient)[..., :k]
-    val_f = {name: datastore(setup, size, shared_dir, f"val:{name}", "sgd")[..., :k] for name in D.SUBTASKS}
-    return influence_scores(train_f, val_f, checkpoint_weights(setup, size, shared_dir),
-                            aggregation=aggregation or setup.aggregation)  # fmt: skip
+    if gradient == "base":
+        if checkpoints is not None:
+            raise ConfigError("the base model has one gradient, not warmup checkpoints")
+        train_f = base_datastore(setup, size, shared_dir, "pool")[..., :k]
+        val_f = {name: base_datastore(setup, size, shared_dir, f"val:{name}")[..., :k] for name in D.SUBTASKS}
+        weights = [1.0]
+    else:
+        train_f = datastore(setup, size, shared_dir, "pool", gradient)[..., :k]
+        val_f = {n: datastore(setup, size, shared_dir, f"val:{n}", "sgd")[..., :k] for n in D.SUBTASKS}
+        weights = checkpoint_weights(setup, size, shared_dir)
+        if checkpoints is not None:
+            pick = list(checkpoints)
+            train_f, weights = train_f[pick], [weights[i] for i in pick]
+            val_f = {name: v[pick] for name, v in val_f.items()}
+    return influence_scores(train_f, val_f, weights, aggregation=aggregation or setup.aggregation,
+                            similarity=similarity)  # fmt: skip
+
+
+def response_lengths(setup: Setup, index: np.ndarray | None = None) -> np.ndarray:
+    """Response length in tokens (bytes, <eos> excluded) of pool[index] (the whole pool by default)."""
+    pool = make_data(setup).pool
+    index = np.arange(len(pool)) if index is None else np.asarray(index)
+    return np.array([len(D.TOKENIZER.encode(pool.responses[i])) for i in index])
 
 
 @torch.no_grad()
@@ -488,6 +538,20 @@ def composition(setup: Setup, index: np.ndarray) -> dict[str, float]:
     """Fraction of each family in a selection."""
     fams = make_data(setup).pool.family[np.asarray(index)]
     return {f: float(np.mean(fams == f)) for f in D.FAMILIES}
+
+
+def excess_sd(share: float, pool_share: float, n: int, N: int) -> float:
+    """(share - pool_share) in standard deviations of the share of a random n-of-N selection (hypergeometric):
+    one example moves a share by 1/n, so "over-represented" is measured against what chance gives."""
+    p = pool_share
+    sd = math.sqrt(p * (1 - p) / n * (N - n) / max(N - 1, 1)) if 0 < p < 1 else float("nan")
+    return (share - p) / sd
+
+
+def warmup_steps(setup: Setup) -> int:
+    """Optimizer steps of the warmup: epochs x ceil(warmup examples / batch)."""
+    n = math.floor(setup.pool_size * setup.warmup_fraction + 1e-9)
+    return setup.warmup_epochs * math.ceil(n / setup.warmup_batch)
 
 
 @dataclass(frozen=True)
