@@ -10,46 +10,19 @@ come from the shared cache).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from common.claims import Claim, slope_interval
-from common.configs import ConfigError, Index, Scale
 from common.experiment import Figure, RunContext
 from common.lm import load_model
 from common.plotting import new_figure, save
-from papers.muse.fig_main_table import CONFIGS as MAIN
-from papers.muse.fig_scalability import PAPER_EPOCHS
-from papers.muse.methods import UnlearnConfig
-from papers.muse.pipeline import Setup, bench
+from papers.muse.fig_scalability import CONFIGS, PAPER_EPOCHS, Config
+from papers.muse.pipeline import bench
 
-
-@dataclass(frozen=True)
-class Config:
-    setup: Setup
-    methods: tuple[str, ...] = ("GA_GDR", "NPO_GDR")
-    unlearn: UnlearnConfig = UnlearnConfig()
-    seeds: tuple[Index, ...] = (0, 1)
-    seed: Index = 0
-
-    def __post_init__(self) -> None:
-        bad = [m for m in self.methods if m not in PAPER_EPOCHS]
-        if bad:
-            raise ConfigError(f"methods {bad} have no fixed epochs; valid: {sorted(PAPER_EPOCHS)}")
-        if not self.methods or not self.seeds:
-            raise ConfigError("methods and seeds must each hold at least one entry")
-
-
-CONFIGS = {
-    Scale.QUICK: Config(MAIN[Scale.QUICK].setup, methods=("GA_GDR",), seeds=(0,)),
-    # one unlearning seed at default (two took ~8 CPU-minutes for figs 5 and 6, over the budget); the slope
-    # intervals come from the forget-set sizes (requests); the paper scale runs three seeds
-    Scale.DEFAULT: Config(MAIN[Scale.DEFAULT].setup, seeds=(0,)),
-    Scale.PAPER: Config(MAIN[Scale.PAPER].setup, methods=tuple(PAPER_EPOCHS), seeds=(0, 1, 2)),
-}
+# the same configuration as figure 5 (methods, unlearning hyperparameters, seeds per scale)
 
 
 def run(config: Config, ctx: RunContext) -> dict[str, Any]:
