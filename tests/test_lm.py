@@ -310,6 +310,20 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+def test_pretrain_from_init_state_fine_tunes_those_weights(tmp_path):
+    """`init_state`: training starts from the given weights (a plain common.train run from them gives the
+    same bits), under its own cache name."""
+    from common.train import train
+
+    base = lm.pretrain(_spec(), _batches([]), shared=tmp_path).model
+    tuned = lm.pretrain(_spec(), _batches([]), shared=tmp_path, name="tuned", init_state=base.state_dict())
+    plain = lm.load_model(base.config, _state(base))
+    plain.train()
+    train(plain, lm.next_token_loss, _batches([])(), _spec().train, progress=False)
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in tuned.model.state_dict().items())
+    assert not torch.equal(tuned.model.lm_head.weight, base.lm_head.weight)
+
+
 def test_pretrain_caches_rebuilds_corrupted_entries_and_leaves_the_rng(tmp_path, capsys):
     calls: list[int] = []
     spec = _spec()

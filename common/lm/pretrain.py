@@ -67,6 +67,7 @@ def pretrain(
     persist: bool = True,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    init_state: dict[str, torch.Tensor] | None = None,
 ) -> Pretrained:
     """A GPT pretrained by next-token prediction, through the shared-artifact cache.
 
@@ -77,14 +78,20 @@ def pretrain(
     `shared`: a figure's `RunContext` (its `ctx.shared`) or a shared directory
     (`common.experiment.shared_artifact`); the entry is `<name>-<hash of spec>`. Cache hit or miss, the
     global RNGs are left as they were and the model is a fresh copy, so callers may train it in place.
+    `init_state`: weights to start from instead of the seeded random initialisation (fine-tuning a model
+    that is itself cached); they are not hashed, so `name` and `spec.data` must identify them.
     """
     if not isinstance(spec, PretrainSpec):
         raise TypeError(f"spec must be a PretrainSpec, got {type(spec).__name__}")
 
     def build() -> dict[str, Any]:
         with preserved_rng():
-            torch.manual_seed(spec.init_seed)
-            model = GPT(spec.model).to(device)
+            if init_state is None:
+                torch.manual_seed(spec.init_seed)
+                model = GPT(spec.model).to(device)
+            else:
+                model = load_model(spec.model, {k: v.clone() for k, v in init_state.items()}, device)
+                model.train()
             get_batch = batches()
             loss = functools.partial(next_token_loss, ignore_index=spec.ignore_index)
             history = train(model, loss, get_batch, spec.train, progress=progress)
@@ -96,4 +103,5 @@ def pretrain(
     else:
         entry = shared_artifact(Path(shared), name, spec, build, persist=persist)
     model = load_model(spec.model, entry["state_dict"], device)
-    return Pretrained(model, list(entry["loss"]), list(entry["step"]))
+    # entries written by the fine-tuning path papers/muse had before it used init_state hold weights only
+    return Pretrained(model, list(entry.get("loss", [])), list(entry.get("step", [])))

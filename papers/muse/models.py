@@ -22,9 +22,9 @@ import torch
 
 from common import lm
 from common.configs import Count, Index, NonNegative, Positive
-from common.experiment import RunContext, shared_artifact
+from common.experiment import RunContext
 from common.models.gpt import GPT, GPTConfig
-from common.train import TrainConfig, train
+from common.train import TrainConfig
 from papers.muse.corpus import CorpusSpec, MuseCorpus, build_corpus
 
 
@@ -107,21 +107,9 @@ def _pretrained(
             rows[step * data.batch : (step + 1) * data.batch, 1:],
         )
 
-    if init is None:
-        return lm.pretrain(pspec, batches, shared=ctx, name=name).model
-
-    def build() -> dict:  # fine-tuning from `init`: the same cache, the initial weights loaded first
-        with lm.preserved_rng():
-            model = lm.load_model(init.config, {k: v.clone() for k, v in init.state_dict().items()})
-            model.train()
-            train(model, lm.next_token_loss, batches(), train_cfg, progress=False)
-        return {"state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-
-    if isinstance(ctx, RunContext):
-        entry = ctx.shared(name, pspec, build)
-    else:
-        entry = shared_artifact(Path(ctx), name, pspec, build)
-    return lm.load_model(init.config, entry["state_dict"])
+    # fine-tuning from `init` (the reinforced model) starts from its weights; `name` identifies them
+    init_state = None if init is None else init.state_dict()
+    return lm.pretrain(pspec, batches, shared=ctx, name=name, init_state=init_state).model
 
 
 def _train_config(spec: LMSpec, steps: int) -> TrainConfig:
